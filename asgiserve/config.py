@@ -1,0 +1,239 @@
+"""One typed, frozen configuration object.
+
+Every option is declared exactly once, here, as a dataclass field whose metadata carries
+its command-line spelling and help text. The click CLI, the ``ASGISERVE_<NAME>`` environment
+variables and ``asgiserve.run(**options)`` are all generated from these fields, so a flag
+can never exist in one place and be missing in another.
+
+Config holds plain values only (no sockets, loaded apps or loggers) so it pickles to worker
+processes; validation raises ConfigError and never exits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+from .errors import ConfigError
+
+LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+HTTP_CHOICES = ("auto", "httptools", "h11")
+LIFESPAN_CHOICES = ("auto", "on", "off")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def opt(
+    default: Any,
+    help: str,
+    *flags: str,
+    choices: tuple[str, ...] | None = None,
+    multiple: bool = False,
+    is_flag: bool = False,
+    secondary: str | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+    env: str | None = None,
+) -> Any:
+    """Declare an option: its default plus how the CLI spells it.
+
+    ``flags`` are the click spellings ("-b", "--bind"); by default "--field-name".
+    ``secondary`` gives the off switch of a boolean ("--no-access-log").
+    ``env`` names an extra environment variable honoured besides ASGISERVE_<NAME>
+    (e.g. WEB_CONCURRENCY, FORWARDED_ALLOW_IPS, which gunicorn/uvicorn users already set).
+    """
+    meta = {
+        "help": help,
+        "flags": flags,
+        "choices": choices,
+        "multiple": multiple,
+        "is_flag": is_flag,
+        "secondary": secondary,
+        "metavar": metavar,
+        "cli": cli,
+        "env": env,
+    }
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults; Config is immutable")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a server (or a supervisor and its workers) needs to know."""
+
+    # -- the application -------------------------------------------------------------
+    app: Union[str, Callable[..., Any], None] = opt(
+        None, "The app to serve, as 'module:attribute' (or an ASGI/WSGI callable).", cli=False
+    )
+    factory: bool = opt(False, "Treat APP as a factory: call it with no arguments to get the app.", is_flag=True)
+    app_dir: str = opt(".", "Directory added to sys.path before importing APP.", metavar="DIR")
+    interface: str = opt(
+        "auto", "Application interface. auto tells ASGI 3, ASGI 2 and WSGI apart.", choices=INTERFACE_CHOICES
+    )
+
+    # -- where to listen -------------------------------------------------------------
+    bind: tuple[str, ...] = opt(
+        (),
+        "Address to listen on, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N. "
+        "Default 127.0.0.1:8000.",
+        "-b",
+        "--bind",
+        multiple=True,
+        metavar="ADDRESS",
+    )
+    host: Optional[str] = opt(None, "Bind to this host (uvicorn spelling; default 127.0.0.1).", metavar="HOST")
+    port: Optional[int] = opt(None, "Bind to this port (uvicorn spelling; default 8000; 0 picks a free one).")
+    uds: Optional[str] = opt(None, "Bind to a unix domain socket at this path.", metavar="PATH")
+    fd: Optional[int] = opt(None, "Serve on an already-open listening socket file descriptor.")
+    umask: Optional[int] = opt(
+        None, "umask (octal, e.g. 007) applied while creating unix sockets and files.", "-m", "--umask",
+        metavar="OCTAL",
+    )
+    backlog: int = opt(2048, "Maximum number of pending connections (listen backlog).")
+    reuse_port: bool = opt(False, "Set SO_REUSEPORT on TCP sockets.", is_flag=True)
+
+    # -- protocol implementation -----------------------------------------------------
+    loop: str = opt("auto", "Event loop. auto uses uvloop when it is installed.", choices=LOOP_CHOICES)
+    http: str = opt("auto", "HTTP parser. auto uses httptools when it is installed.", choices=HTTP_CHOICES)
+    lifespan: str = opt("auto", "ASGI lifespan protocol.", choices=LIFESPAN_CHOICES)
+    lifespan_startup_timeout: float = opt(60.0, "Seconds the app may take to finish lifespan startup.")
+    lifespan_shutdown_timeout: float = opt(30.0, "Seconds the app may take to finish lifespan shutdown.")
+
+    # -- HTTP behaviour --------------------------------------------------------------
+    root_path: str = opt("", "ASGI root_path: the URL prefix the app is mounted under.", metavar="PATH")
+    proxy_headers: bool = opt(
+        True,
+        "Trust X-Forwarded-For/-Proto and Forwarded from --forwarded-allow-ips.",
+        is_flag=True,
+        secondary="--no-proxy-headers",
+    )
+    forwarded_allow_ips: str = opt(
+        "127.0.0.1",
+        "Comma-separated IPs or CIDRs (or '*') whose proxy headers are trusted.",
+        env="FORWARDED_ALLOW_IPS",
+        metavar="IPS",
+    )
+    server_header: bool = opt(True, "Send 'Server: asgiserve'.", is_flag=True, secondary="--no-server-header")
+    date_header: bool = opt(True, "Send a Date header.", is_flag=True, secondary="--no-date-header")
+    headers: tuple[str, ...] = opt(
+        (), "Extra default response header, repeatable, as 'Name: value'.", "--header", multiple=True,
+        metavar="NAME:VALUE",
+    )
+    timeout_keep_alive: float = opt(5.0, "Close idle keep-alive connections after this many seconds.")
+    timeout_graceful_shutdown: float = opt(
+        30.0, "On shutdown, seconds in-flight requests get to finish before they are cancelled.",
+        "--timeout-graceful-shutdown", "--graceful-timeout",
+    )
+    limit_concurrency: Optional[int] = opt(None, "Answer 503 beyond this many in-flight requests.")
+    limit_max_requests: Optional[int] = opt(
+        None, "Exit gracefully after serving this many requests (per process)."
+    )
+    limit_request_line: int = opt(8190, "Maximum request-line length in bytes; longer gets 414.")
+    limit_request_fields: int = opt(100, "Maximum number of request header fields; more gets 431.")
+    limit_request_field_size: int = opt(8190, "Maximum size of one request header line; larger gets 431.")
+
+    # -- logging ---------------------------------------------------------------------
+    log_level: str = opt("info", "Log level.", choices=LOG_LEVELS)
+    log_config: Optional[str] = opt(None, "Logging configuration file: JSON (dictConfig) or .ini.", metavar="FILE")
+    access_log: bool = opt(True, "Write an access log line per response.", is_flag=True, secondary="--no-access-log")
+    access_log_format: Optional[str] = opt(
+        None, "Access log format using gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s'.", metavar="FORMAT"
+    )
+
+    # -- WSGI bridge -----------------------------------------------------------------
+    threads: int = opt(32, "Threads in the WSGI bridge's pool (WSGI apps only).")
+    wsgi_send_timeout: float = opt(
+        60.0, "Seconds a WSGI response may stall on a client that does not read before it is dropped."
+    )
+
+    # -- processes -------------------------------------------------------------------
+    workers: int = opt(1, "Number of worker processes.", "-w", "--workers", env="WEB_CONCURRENCY")
+    preload: bool = opt(False, "Load the app in the supervisor before forking workers.", is_flag=True)
+    timeout: float = opt(
+        30.0, "Kill and replace a worker whose event loop has not checked in for this many seconds (0: never)."
+    )
+    max_requests: int = opt(0, "Replace a worker after about this many requests (0: never).")
+    max_requests_jitter: int = opt(0, "Add up to this many requests at random to --max-requests per worker.")
+    pid: Optional[str] = opt(None, "Write the supervisor's PID to this file.", metavar="FILE")
+    user: Optional[str] = opt(None, "Switch worker processes to this user (when started as root).")
+    group: Optional[str] = opt(None, "Switch worker processes to this group (when started as root).")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                problems.append(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}")
+        positive = ("backlog", "limit_request_line", "limit_request_fields", "limit_request_field_size", "threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        non_negative = (
+            "timeout_keep_alive", "timeout_graceful_shutdown", "lifespan_startup_timeout",
+            "lifespan_shutdown_timeout", "timeout", "max_requests", "max_requests_jitter", "wsgi_send_timeout",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                problems.append(f"--{name.replace('_', '-')} must not be negative")
+        if self.workers < 1:
+            problems.append("--workers must be at least 1")
+        for name in ("limit_concurrency", "limit_max_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            problems.append("--port must be between 0 and 65535")
+        for header in self.headers:
+            name, sep, _ = header.partition(":")
+            if not sep or not name.strip():
+                problems.append(f"--header {header!r} is not 'Name: value'")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    # -- derived values (computed once; cheap to call) ----------------------------------
+    @property
+    def bind_specs(self) -> tuple[str, ...]:
+        """All listen addresses as gunicorn-style specs, defaulting to 127.0.0.1:8000."""
+        specs = list(self.bind)
+        if self.uds:
+            specs.append(f"unix:{self.uds}")
+        if self.fd is not None:
+            specs.append(f"fd://{self.fd}")
+        if self.host is not None or self.port is not None or not specs:
+            host = self.host if self.host is not None else "127.0.0.1"
+            port = self.port if self.port is not None else 8000
+            specs.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return tuple(specs)
+
+    @property
+    def default_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """--header values as lower-cased (name, value) byte pairs."""
+        pairs = []
+        for header in self.headers:
+            name, _, value = header.partition(":")
+            pairs.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
+        return tuple(pairs)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def option_fields() -> list[dataclasses.Field]:  # type: ignore[type-arg]
+    """The fields exposed as CLI flags / env vars, in declaration order."""
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("cli", True)]
+
+
+def env_names(f: dataclasses.Field) -> list[str]:  # type: ignore[type-arg]
+    names = [f"ASGISERVE_{f.name.upper()}"]
+    if f.metadata.get("env"):
+        names.append(f.metadata["env"])
+    return names
+
+
+def env_value(f: dataclasses.Field) -> Optional[str]:  # type: ignore[type-arg]
+    for name in env_names(f):
+        if name in os.environ:
+            return os.environ[name]
+    return None

@@ -1,0 +1,75 @@
+"""Events a request parser emits; the only vocabulary between the adapters and the core.
+
+Adapters (httptools, h11) turn bytes into these and nothing else: they never decide
+keep-alive, write bytes, or know about ASGI. Classes are slotted for the hot path.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+
+class RequestHead:
+    """A complete request line plus headers.
+
+    ``headers`` keeps the wire order and repeats; names are lower-cased bytes, values
+    are bytes with surrounding whitespace stripped. ``http_version`` is "1.0" or "1.1".
+    """
+
+    __slots__ = ("method", "target", "http_version", "headers")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"
+
+
+class BodyChunk:
+    """Decoded request body bytes (chunked framing already removed)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"BodyChunk({self.data!r})"
+
+
+class MessageEnd:
+    """The current request's body is complete (trailers, if any, are dropped)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MessageEnd()"
+
+
+class ParseError:
+    """The input is not a valid request; the connection must answer ``status`` and close.
+
+    Once an adapter has emitted a ParseError it emits nothing more.
+    """
+
+    __slots__ = ("status", "reason")
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"ParseError({self.status}, {self.reason!r})"
+
+
+MESSAGE_END = MessageEnd()
+
+Event = Union[RequestHead, BodyChunk, MessageEnd, ParseError]

@@ -1,0 +1,29 @@
+"""Shared fixtures: every HTTP test runs once per parser backend."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.support import RunningServer, running_server
+
+PARSERS = ["httptools", "h11"]
+
+
+@pytest.fixture(params=PARSERS)
+def http_impl(request: pytest.FixtureRequest) -> str:
+    """The parser backend under test; parametrizes every test that uses it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def serve(http_impl: str) -> Iterator[Callable[..., RunningServer]]:
+    """serve(app, **config) -> RunningServer on 127.0.0.1:0 with the current parser; stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start(app: Any, **options: Any) -> RunningServer:
+            options.setdefault("http", http_impl)
+            return stack.enter_context(running_server(app, **options))
+
+        yield start
