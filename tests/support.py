@@ -77,7 +77,7 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
     options.setdefault("log_level", "debug")
     config = Config(app=app, **options)
     capture = LogCapture()
-    loggers = [logging.getLogger(name) for name in ("asgiserve.error", "asgiserve.access", "asgiserve")]
+    loggers = [logging.getLogger("asgiserve")]  # asgiserve.error / asgiserve.access propagate here
     for lg in loggers:
         lg.addHandler(capture)
         lg.setLevel(logging.DEBUG)

@@ -1,0 +1,405 @@
+"""One request/response cycle: the ASGI ``http`` scope, ``receive`` and ``send``.
+
+Message order is enforced here (start, then body*, then nothing); framing is decided when
+the first body message arrives, so a one-message response goes out as a single write with a
+computed Content-Length. Errors never produce invalid bytes on the wire: before the response
+has started the client gets a 500; after, the connection is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import unquote, urlsplit
+
+from ..http.events import RequestHead
+from ..http.response import (
+    CONTINUE_100,
+    ResponseError,
+    ResponseHead,
+    error_response,
+    no_body_status,
+    prepare_head,
+    status_line,
+)
+
+if TYPE_CHECKING:
+    from ..http.protocol import HttpProtocol
+
+logger = logging.getLogger("asgiserve.error")
+
+# Response states, in order.
+WAITING, STARTED, DONE = 0, 1, 2
+
+DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
+
+
+class ClientDisconnected(OSError):
+    """send() was called after the client went away (ASGI spec 2.4)."""
+
+
+class RequestCycle:
+    __slots__ = (
+        "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
+        "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
+        "is_head", "bytes_sent", "status", "waiter", "start_time", "task", "discarding",
+        "http10", "counted", "head_pending",
+    )
+
+    def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
+        self.proto = proto
+        self.head = head
+        self.scope: Any = None
+        self.chunks: deque[bytes] = deque()
+        self.body_done = False
+        self.body_sent = False  # the final http.request (more_body=False) was handed out
+        self.disconnected = False
+        self.response = WAITING
+        self.head_info: Optional[ResponseHead] = None
+        self.expect_continue = False
+        self.chunked = False
+        self.remaining: Optional[int] = None  # Content-Length still owed, when declared
+        self.is_head = head.method == b"HEAD"
+        self.http10 = head.http_version == "1.0"
+        self.bytes_sent = 0
+        self.status = 0
+        self.waiter: Optional[asyncio.Future[None]] = None
+        self.start_time = 0.0
+        self.task: Optional[asyncio.Task[None]] = None
+        self.discarding = False
+        self.counted = False
+        self.head_pending = False  # start received, head not yet written
+        # Keep-alive by HTTP/1.1 and 1.0 rules; one pass over the headers.
+        keep_alive = not self.http10
+        for name, value in head.headers:
+            if name == b"connection":
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens and self.http10:
+                    keep_alive = True
+            elif name == b"expect" and value.lower() == b"100-continue" and not self.http10:
+                self.expect_continue = True
+        self.keep_alive = keep_alive
+
+    # -- body arriving from the protocol ------------------------------------------------
+    def feed_body(self, data: bytes) -> None:
+        if self.discarding or self.disconnected:
+            return
+        self.chunks.append(data)
+        self.proto.buffered += len(data)
+        self._wake()
+
+    def end_body(self) -> None:
+        self.body_done = True
+        self.expect_continue = False
+        self._wake()
+
+    def body_pending(self) -> bool:
+        return not self.body_done
+
+    def discard_body(self) -> None:
+        """Response done but body unread: drop what is buffered and what still arrives."""
+        self.discarding = True
+        if self.chunks:
+            self.proto.body_consumed(sum(map(len, self.chunks)))
+            self.chunks.clear()
+        if self.proto.receiving is self and self.expect_continue:
+            # The client waits for 100-continue we never sent: it may not send the body.
+            self.keep_alive = False
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- running the app ---------------------------------------------------------------
+    def start(self) -> None:
+        proto = self.proto
+        state = proto.state
+        if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
+            self.reject(503, "Service Unavailable: the server is at its concurrency limit")
+            return
+        try:
+            self.scope = self.build_scope()
+        except ValueError:
+            self.reject(400, "Bad Request: invalid request target")
+            return
+        state.request_started()
+        self.counted = True
+        if state.access_log_enabled:
+            self.start_time = time.perf_counter()
+        self.task = state.spawn(self.run_asgi())
+
+    def reject(self, status: int, message: str) -> None:
+        self.response = DONE
+        self.status = status
+        self.proto.transport.write(error_response(status, message, self.proto.state.default_headers))
+        self.proto.cycle_finished(self, False)
+
+    def build_scope(self) -> dict[str, Any]:
+        proto = self.proto
+        state = proto.state
+        head = self.head
+        target = head.target
+        if target[:1] == b"/":
+            raw_path, _, query = target.partition(b"?")
+        elif target == b"*":
+            raw_path, query = b"*", b""
+        else:  # absolute-form (proxies); keep only the path and query
+            parts = urlsplit(target)
+            raw_path = parts.path or b"/"
+            query = parts.query
+        path = raw_path.decode("ascii")  # ValueError on non-ASCII -> 400 above
+        if b"%" in raw_path:
+            path = unquote(path)
+        root_path = state.root_path
+        if root_path and not path.startswith(root_path):
+            path = root_path + path
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": head.http_version,
+            "server": proto.server,
+            "client": proto.client,
+            "scheme": proto.scheme,
+            "method": METHODS.get(head.method) or head.method.decode("ascii"),
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": state.lifespan_state.copy(),
+            "extensions": {"http.response.zerocopysend": {}},
+        }
+        if state.proxy is not None:
+            state.proxy.apply(scope)
+        return scope
+
+    async def run_asgi(self) -> None:
+        try:
+            result = await self.proto.state.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if result is not None:
+                logger.error("ASGI callable returned a value instead of None: %r", result)
+            if self.response == WAITING:
+                logger.error("ASGI callable returned without starting a response.")
+                self.fail_response()
+            elif self.response == STARTED:
+                logger.error("ASGI callable returned without completing the response.")
+                if self.head_pending:
+                    self.fail_response()
+                else:
+                    self.finish(False)
+        finally:
+            if self.counted:
+                self.counted = False
+                self.proto.state.request_finished()
+
+    def app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            if self.response != DONE:
+                self.finish(False)
+            return
+        if self.disconnected and isinstance(exc, OSError):
+            logger.debug("Client disconnected during request: %r", exc)
+        elif self.response == DONE:
+            logger.error("Exception in ASGI application after the response was sent", exc_info=exc)
+        else:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        if self.response == WAITING or (self.response == STARTED and self.head_pending):
+            self.fail_response()  # nothing is on the wire yet: a clean 500 is still possible
+        elif self.response == STARTED:
+            self.finish(False)  # a partial response can't be framed honestly: close
+
+    def fail_response(self) -> None:
+        """Answer 500 (the response has not started) and close the connection."""
+        self.response = DONE
+        self.status = 500
+        proto = self.proto
+        if not proto.closed and not self.disconnected:
+            proto.transport.write(
+                error_response(500, "Internal Server Error", proto.state.default_headers)
+            )
+        self.log_access()
+        proto.cycle_finished(self, False)
+
+    # -- receive ---------------------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            if self.disconnected or self.response == DONE:
+                return dict(DISCONNECT)
+            if self.chunks:
+                chunks = self.chunks
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self.proto.body_consumed(len(body))
+                more = not self.body_done
+                self.body_sent = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.body_done:
+                if not self.body_sent:
+                    self.body_sent = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            elif self.expect_continue and self.response == WAITING:
+                self.expect_continue = False
+                self.proto.transport.write(CONTINUE_100)
+            waiter = self.waiter = self.proto.loop.create_future()
+            await waiter
+
+    # -- send ------------------------------------------------------------------------------
+    async def send(self, message: Any) -> None:
+        mtype = message["type"]
+        if mtype == "http.response.body":
+            if self.response != STARTED:
+                raise RuntimeError(
+                    "Unexpected ASGI message 'http.response.body': "
+                    + ("the response was not started" if self.response == WAITING else "the response is complete")
+                )
+            if self.disconnected or self.proto.closed:
+                raise ClientDisconnected("client disconnected")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if type(body) is not bytes:
+                if isinstance(body, (bytearray, memoryview)):
+                    body = bytes(body)
+                else:
+                    raise TypeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+            self.write_body(body, more)
+            if more and self.proto.write_paused:
+                await self.proto.drain()
+            return
+        if mtype == "http.response.start":
+            if self.response != WAITING:
+                raise RuntimeError("Unexpected ASGI message 'http.response.start': the response was already started")
+            if self.disconnected or self.proto.closed:
+                raise ClientDisconnected("client disconnected")
+            try:
+                self.head_info = prepare_head(message["status"], message.get("headers", ()))
+            except (ResponseError, TypeError, ValueError) as exc:
+                raise RuntimeError(f"Invalid http.response.start: {exc}") from None
+            self.status = self.head_info.status
+            self.response = STARTED
+            self.head_pending = True
+            return
+        if mtype == "http.response.zerocopysend":
+            await self.send_file(message)
+            return
+        raise RuntimeError(f"Unexpected ASGI message type {mtype!r} for an http scope")
+
+    def write_body(self, body: bytes, more: bool) -> None:
+        size = len(body)
+        if self.head_pending:
+            # First body message: decide framing and write the head together with it.
+            head = self.head_info
+            assert head is not None
+            if head.content_length is not None and size > head.content_length and not self.is_head:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.head_pending = False
+            out = self.encode_head(head, body, more)
+        else:
+            out = []
+            if self.remaining is not None and size > self.remaining:
+                self.finish(False)
+                raise RuntimeError("Response content longer than Content-Length")
+        if self.remaining is not None:
+            self.remaining -= size
+        if size and not self.is_head and not no_body_status(self.status):
+            self.bytes_sent += size
+            if self.chunked:
+                out.append(b"%x\r\n" % size)
+                out.append(body)
+                out.append(b"\r\n")
+            else:
+                out.append(body)
+        if not more and self.chunked:
+            out.append(b"0\r\n\r\n")
+        if out:
+            self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if not more:
+            self.finish(self.remaining is None or self.remaining == 0 or self.is_head)
+
+    def encode_head(self, head: ResponseHead, body: bytes, more: bool) -> list[bytes]:
+        proto = self.proto
+        status = head.status
+        keep_alive = self.keep_alive and not head.close and not proto.state.shutting_down
+        parts = [status_line(status), proto.state.default_headers, head.header_bytes]
+        if no_body_status(status):
+            if head.content_length is not None and status == 304:
+                parts.append(b"content-length: %d\r\n" % head.content_length)
+        elif head.content_length is not None:
+            parts.append(b"content-length: %d\r\n" % head.content_length)
+            if not self.is_head:
+                self.remaining = head.content_length
+        elif not more:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        elif self.is_head:
+            pass  # no body follows, so no framing is needed
+        elif self.http10:
+            keep_alive = False  # close-delimited
+        else:
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if not keep_alive:
+            parts.append(b"connection: close\r\n\r\n")
+        elif self.http10:
+            parts.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        self.keep_alive = keep_alive
+        return [b"".join(parts)]
+
+    async def send_file(self, message: Any) -> None:
+        """http.response.zerocopysend: stream a file, by sendfile where the loop can."""
+        if self.response != STARTED:
+            raise RuntimeError("Unexpected ASGI message 'http.response.zerocopysend' before http.response.start")
+        file = message["file"]
+        offset = message.get("offset")
+        count = message.get("count")
+        more = message.get("more_body", False)
+        if offset is not None:
+            file.seek(offset)
+        left = count
+        while left is None or left > 0:
+            data = file.read(65536 if left is None else min(65536, left))
+            if not data:
+                break
+            if left is not None:
+                left -= len(data)
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        await self.send({"type": "http.response.body", "body": b"", "more_body": more})
+
+    def finish(self, ok: bool) -> None:
+        if self.response == DONE:
+            return
+        if self.head_pending:
+            ok = False  # started but no body message ever came: nothing valid was written
+        if not ok:
+            if self.remaining:
+                logger.error("Response shorter than its Content-Length; closing the connection.")
+            self.keep_alive = False
+        self.response = DONE
+        self.log_access()
+        self._wake()
+        self.proto.cycle_finished(self, self.keep_alive)
+
+    def log_access(self) -> None:
+        state = self.proto.state
+        if state.access_log_enabled and self.scope is not None:
+            headers = self.head_info.headers if self.head_info is not None else []
+            state.access_logger.log(
+                self.scope, self.status, headers, self.bytes_sent, time.perf_counter() - self.start_time
+            )

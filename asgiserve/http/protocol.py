@@ -1,0 +1,220 @@
+"""asyncio glue for one HTTP/1.1 connection: transport <-> parser <-> request cycles.
+
+Invariants:
+- Requests on a connection are answered strictly in order. Heads that arrive while a
+  request is in flight (pipelining) wait in ``queue``; only ``queue[0]`` runs the app.
+- Reading pauses while the request bodies buffered on this connection exceed
+  BODY_HIGH_WATER or too many pipelined requests are queued, so a client cannot grow
+  server memory faster than the app consumes; it resumes as the app reads.
+- Writing: ``send`` awaits ``drain()`` while the transport is above its high-water mark.
+- A ParseError is answered only after the responses before it, then the connection closes.
+- Idle connections are closed by the server's periodic sweep, not a timer per request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..asgi.http import RequestCycle
+from .events import BodyChunk, MessageEnd, ParseError, RequestHead
+from .response import error_response
+
+if TYPE_CHECKING:
+    from ..server import ServerState
+
+logger = logging.getLogger("asgiserve.error")
+
+BODY_HIGH_WATER = 256 * 1024
+MAX_PIPELINE = 32
+
+
+class HttpProtocol(asyncio.Protocol):
+    __slots__ = (
+        "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
+        "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
+        "idle_since", "pending_error", "trusted_proxy",
+    )
+
+    def __init__(self, state: "ServerState") -> None:
+        self.state = state
+        self.loop = state.loop
+        self.transport: Any = None
+        self.parser = state.new_parser()
+        self.client: Optional[tuple[str, int]] = None
+        self.server: Optional[tuple[str, Optional[int]]] = None
+        self.scheme = "http"
+        self.queue: deque[RequestCycle] = deque()
+        self.receiving: Optional[RequestCycle] = None  # the cycle whose body is arriving
+        self.buffered = 0
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiter: Optional[asyncio.Future[None]] = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.pending_error: Optional[ParseError] = None
+
+    # -- transport callbacks ----------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # not fatal: only latency suffers
+                pass
+            self.client = (str(peer[0]), int(peer[1])) if peer else None
+            self.server = (str(local[0]), int(local[1])) if local else None
+        else:  # unix socket: ASGI wants [path, None] for the server and no client address
+            self.server = (local, None) if isinstance(local, str) and local else None
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self.idle_since = self.loop.time()
+        self.state.connections.add(self)
+        if self.state.shutting_down:
+            self.state.close_when_idle(self)
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        for cycle in self.queue:
+            cycle.disconnect()
+        self.queue.clear()
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # send() sees `closed` and raises ClientDisconnected
+        self.drain_waiter = None
+
+    def eof_received(self) -> bool:
+        events = self.parser.feed_eof()
+        if events:
+            self.handle_events(events)
+        # A half-close mid-request means the client is gone: nothing more can arrive.
+        return False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            if self.drain_waiter is None:
+                self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    def data_received(self, data: bytes) -> None:
+        self.handle_events(self.parser.feed(data))
+
+    # -- events from the parser -------------------------------------------------------
+    def handle_events(self, events: list[Any]) -> None:
+        for event in events:
+            cls = type(event)
+            if cls is RequestHead:
+                self.on_head(event)
+            elif cls is BodyChunk:
+                cycle = self.receiving
+                if cycle is not None:
+                    cycle.feed_body(event.data)
+            elif cls is MessageEnd:
+                cycle = self.receiving
+                if cycle is not None:
+                    self.receiving = None
+                    cycle.end_body()
+            elif cls is ParseError:
+                self.on_parse_error(event)
+                return
+        if self.buffered > BODY_HIGH_WATER or len(self.queue) > MAX_PIPELINE:
+            self.pause_reading()
+
+    def on_head(self, head: RequestHead) -> None:
+        if self.closed:
+            return
+        cycle = RequestCycle(self, head)
+        self.receiving = cycle
+        self.queue.append(cycle)
+        if len(self.queue) == 1:
+            cycle.start()
+
+    def on_parse_error(self, error: ParseError) -> None:
+        self.receiving = None
+        if self.queue:
+            # Answer the requests before it first; stop reading more of a broken stream.
+            self.pending_error = error
+            self.pause_reading()
+        else:
+            self.send_error(error.status, error.reason)
+
+    def send_error(self, status: int, reason: str) -> None:
+        logger.info('Invalid request from %s: %d %s', self.client_label(), status, reason)
+        if not self.closed:
+            self.transport.write(error_response(status, reason, self.state.default_headers))
+            self.close()
+
+    # -- cycle bookkeeping --------------------------------------------------------------
+    def cycle_finished(self, cycle: RequestCycle, keep_alive: bool) -> None:
+        """The response of queue[0] is complete; start the next one or close."""
+        if self.queue and self.queue[0] is cycle:
+            self.queue.popleft()
+        if not keep_alive or self.closed:
+            self.close()
+            return
+        if cycle.body_pending():
+            # The app answered without reading the whole body: drop the rest as it arrives.
+            cycle.discard_body()
+        if self.queue:
+            self.queue[0].start()
+        elif self.pending_error is not None:
+            error, self.pending_error = self.pending_error, None
+            self.send_error(error.status, error.reason)
+            return
+        else:
+            self.idle_since = self.loop.time()
+            if self.state.shutting_down:
+                self.close()
+                return
+        if self.read_paused and self.buffered <= BODY_HIGH_WATER and len(self.queue) <= MAX_PIPELINE:
+            self.resume_reading()
+
+    def body_consumed(self, nbytes: int) -> None:
+        self.buffered -= nbytes
+        if self.read_paused and self.buffered <= BODY_HIGH_WATER // 4 and self.pending_error is None:
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def is_idle(self) -> bool:
+        return not self.queue
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close without flushing: the response on the wire cannot be trusted."""
+        self.closed = True
+        self.transport.abort()
+
+    def client_label(self) -> str:
+        if self.client is None:
+            return "unix socket peer"
+        return "%s:%d" % self.client

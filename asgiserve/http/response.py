@@ -1,0 +1,127 @@
+"""Response serialisation: status lines, header validation, framing decisions. Pure functions.
+
+Everything here runs per response, so constants are encoded once at import and the
+per-response work is one pass over the app's headers.
+"""
+from __future__ import annotations
+
+import http
+import re
+from email.utils import formatdate
+from typing import Iterable, Optional
+
+# Token characters of RFC 9110 §5.6.2; anything else in a header name is a bug in the app.
+_bad_name = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]").search
+# CR, LF and NUL would let an app (or its user's input) split the response.
+_bad_value = re.compile(rb"[\x00\r\n]").search
+
+STATUS_LINES: dict[int, bytes] = {}
+for _status in http.HTTPStatus:
+    STATUS_LINES[_status.value] = b"HTTP/1.1 %d %s\r\n" % (_status.value, _status.phrase.encode("ascii"))
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = STATUS_LINES[status] = b"HTTP/1.1 %d \r\n" % status
+    return line
+
+
+class ResponseError(Exception):
+    """The app's response is not valid HTTP; it must never reach the wire."""
+
+
+class ResponseHead:
+    """The validated head of an app's response, and what its headers say about framing."""
+
+    __slots__ = ("status", "header_bytes", "content_length", "close", "headers")
+
+    def __init__(
+        self,
+        status: int,
+        header_bytes: bytes,
+        content_length: Optional[int],
+        close: bool,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.status = status
+        self.header_bytes = header_bytes  # app headers, each "name: value\r\n", minus framing ones
+        self.content_length = content_length
+        self.close = close  # the app said "Connection: close"
+        self.headers = headers  # as given, for the access log
+
+
+def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> ResponseHead:
+    """Validate an http.response.start message's status and headers.
+
+    Content-Length is parsed (and must be a single non-negative integer); Transfer-Encoding
+    and Connection are dropped from the output because the server owns framing and
+    connection management, but "Connection: close" is remembered.
+    """
+    if type(status) is not int or not 200 <= status <= 599:
+        if type(status) is int and 100 <= status < 200:
+            raise ResponseError(f"informational status {status} cannot be a final response")
+        raise ResponseError(f"invalid status {status!r}: must be an int from 200 to 599")
+    parts: list[bytes] = []
+    content_length: Optional[int] = None
+    close = False
+    header_list = []
+    for item in headers:
+        name, value = item  # raises on a wrong shape; caught by the caller as a bad message
+        if type(name) is not bytes or type(value) is not bytes:
+            raise ResponseError(f"header names and values must be bytes, got {item!r}")
+        if not name or _bad_name(name):
+            raise ResponseError(f"invalid header name {name!r}")
+        if _bad_value(value):
+            raise ResponseError(f"invalid header value {value!r} for {name!r}")
+        header_list.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            value = value.strip()
+            if not value.isdigit() or (content_length is not None and int(value) != content_length):
+                raise ResponseError(f"invalid Content-Length {value!r}")
+            if content_length is not None:
+                continue  # an identical repeat: send it once
+            content_length = int(value)
+            continue  # re-emitted by the framing code
+        if lname == b"transfer-encoding":
+            continue  # the server frames the body itself
+        if lname == b"connection":
+            if b"close" in value.lower():
+                close = True
+            continue
+        parts.append(b"%s: %s\r\n" % (name, value))
+    return ResponseHead(status, b"".join(parts), content_length, close, header_list)
+
+
+def default_headers(server_header: bool, date_header: bool, extra: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Server, Date and --header lines, pre-encoded; the server recomputes this once a second."""
+    parts = []
+    if server_header:
+        parts.append(b"server: asgiserve\r\n")
+    if date_header:
+        parts.append(b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii"))
+    for name, value in extra:
+        parts.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(parts)
+
+
+def error_response(status: int, message: str, default: bytes) -> bytes:
+    """A complete, self-framed plain-text response that closes the connection."""
+    body = message.encode("utf-8") + b"\n"
+    return b"".join(
+        (
+            status_line(status),
+            default,
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % len(body),
+            body,
+        )
+    )
+
+
+def no_body_status(status: int) -> bool:
+    return status == 204 or status == 304 or status < 200
+
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,265 @@
+"""One serving process: lifespan, listening sockets, connections, graceful shutdown.
+
+``Server.serve()`` is the same code path for a single-process run and for each worker a
+supervisor forks, so there is one shutdown sequence to get right:
+stop accepting -> let the loop deliver bytes already received -> close idle connections ->
+wait (bounded) for in-flight requests, whose responses say ``Connection: close`` -> tell what
+still runs that the client is gone -> lifespan shutdown.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import signal
+import socket
+import threading
+from typing import Any, Callable, Coroutine, Optional
+
+from .asgi.lifespan import Lifespan
+from .config import Config
+from .http.protocol import HttpProtocol
+from .http.response import default_headers
+
+logger = logging.getLogger("asgiserve.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ServerState:
+    """What every connection of one Server shares. Plain attributes: read on the hot path."""
+
+    def __init__(self, server: "Server", config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        from .http.parser import parser_factory, resolve_http
+        from .logs import AccessLogger
+        from .proxy import ProxyHeaders
+
+        self.server = server
+        self.config = config
+        self.app = app
+        self.loop = loop
+        self.http = resolve_http(config.http)
+        self.new_parser: Callable[[], Any] = parser_factory(self.http, config)
+        self.root_path = config.root_path
+        self.proxy: Optional[ProxyHeaders] = ProxyHeaders(config) if config.proxy_headers else None
+        self.access_logger = AccessLogger(config)
+        self.access_log_enabled = self.access_logger.enabled
+        self.limit_concurrency = config.limit_concurrency
+        self.limit_max_requests = config.limit_max_requests
+        self.extra_headers = config.default_headers
+        self.default_headers = b""
+        self.refresh_headers()
+        self.lifespan_state: dict[str, Any] = {}
+        self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.active_requests = 0
+        self.total_requests = 0
+        self.shutting_down = False
+        self.all_done: Optional[asyncio.Event] = None
+        # Each request runs in a fresh copy of this context, never of another request's.
+        self.context = contextvars.copy_context()
+
+    def refresh_headers(self) -> None:
+        self.default_headers = default_headers(
+            self.config.server_header, self.config.date_header, self.extra_headers
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+        task = self.loop.create_task(coro, context=self.context.copy())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def request_started(self) -> None:
+        self.active_requests += 1
+        self.total_requests += 1
+        if self.limit_max_requests is not None and self.total_requests >= self.limit_max_requests:
+            if not self.shutting_down:
+                logger.info("Maximum request limit of %d reached; shutting down.", self.limit_max_requests)
+                self.server.request_shutdown()
+
+    def request_finished(self) -> None:
+        self.active_requests -= 1
+        if self.all_done is not None and not self.tasks_pending():
+            self.all_done.set()
+
+    def tasks_pending(self) -> bool:
+        return self.active_requests > 0
+
+    def close_when_idle(self, proto: HttpProtocol) -> None:
+        if proto.is_idle():
+            proto.close()
+
+
+class Server:
+    """Serve one ASGI app (``config.app`` unless ``app`` is given) until asked to stop."""
+
+    def __init__(self, config: Config, app: Any = None) -> None:
+        self.config = config
+        self.app = app
+        self.sockets: list[socket.socket] = []
+        self.started = asyncio.Event()
+        self.state: Optional[ServerState] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._force = False
+        self._stop_requested = threading.Event()
+        self.interface = "asgi3"
+
+    @property
+    def total_requests(self) -> int:
+        return self.state.total_requests if self.state else 0
+
+    def request_shutdown(self, force: bool = False) -> None:
+        """Ask for a graceful stop (or a forced one). Safe from any thread and from signal handlers."""
+        self._stop_requested.set()
+        if force:
+            self._force = True
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._on_stop_request()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._on_stop_request)
+            except RuntimeError:  # loop closed meanwhile: nothing left to stop
+                pass
+
+    def _on_stop_request(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._force and self.state is not None:
+            self._abort_all()
+
+    async def serve(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        from . import bind
+
+        config = self.config
+        loop = self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested.is_set():
+            self._stop.set()
+        if self.app is None:
+            from .app_loader import load_app
+
+            loaded = load_app(config)
+            self.app, self.interface = loaded.app, loaded.interface
+            logger.info("Serving %s", loaded.description)
+        own_sockets = sockets is None
+        self.sockets = bind.create_sockets(config) if sockets is None else list(sockets)
+        state = self.state = ServerState(self, config, self.app, loop)
+        servers: list[asyncio.AbstractServer] = []
+        lifespan = Lifespan(self.app, config.lifespan, config.lifespan_startup_timeout, config.lifespan_shutdown_timeout)
+        ticker: Optional[asyncio.Task[None]] = None
+        try:
+            await lifespan.startup()
+            state.lifespan_state = lifespan.state
+            factory = lambda: HttpProtocol(state)  # noqa: E731
+            for sock in self.sockets:
+                servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
+            for sock in self.sockets:
+                logger.info("Listening on %s", bind.describe(sock))
+            logger.info("Using %s parser, %s loop.", state.http, type(loop).__module__.split(".")[0])
+            ticker = loop.create_task(self._tick())
+            self.started.set()
+            await self._stop.wait()
+            await self._shutdown(servers)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            for srv in servers:
+                srv.close()
+            await lifespan.shutdown()
+            if own_sockets:
+                bind.cleanup(self.sockets)
+        logger.info("Finished server process.")
+
+    async def _tick(self) -> None:
+        """Once a second (or faster for short keep-alive timeouts): Date header, idle sweep."""
+        assert self.state is not None
+        state = self.state
+        keep_alive = self.config.timeout_keep_alive
+        interval = min(1.0, max(0.05, keep_alive / 4))
+        while True:
+            await asyncio.sleep(interval)
+            state.refresh_headers()
+            deadline = state.loop.time() - keep_alive
+            for proto in list(state.connections):
+                if proto.is_idle() and proto.idle_since <= deadline:
+                    proto.close()
+
+    async def _shutdown(self, servers: list[asyncio.AbstractServer]) -> None:
+        state = self.state
+        assert state is not None
+        logger.info("Shutting down.")
+        state.shutting_down = True
+        for srv in servers:
+            srv.close()
+        # Bytes already received on accepted connections deserve an answer: let the loop
+        # run a few times so data_received fires before idle connections are closed.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for proto in list(state.connections):
+            state.close_when_idle(proto)
+        if state.tasks_pending() and not self._force:
+            state.all_done = asyncio.Event()
+            if state.tasks_pending():
+                logger.info("Waiting for %d in-flight request(s) to finish.", state.active_requests)
+                try:
+                    await asyncio.wait_for(state.all_done.wait(), self.config.timeout_graceful_shutdown)
+                except asyncio.TimeoutError:
+                    logger.warning(
+                        "Graceful shutdown timed out after %gs; cancelling %d request(s).",
+                        self.config.timeout_graceful_shutdown,
+                        state.active_requests,
+                    )
+        self._abort_all()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=5)
+
+    def _abort_all(self) -> None:
+        state = self.state
+        assert state is not None
+        for proto in list(state.connections):
+            for cycle in list(proto.queue):
+                cycle.disconnect()
+            proto.close()
+        for task in list(state.tasks):
+            task.cancel()
+
+
+def run(config: Config, sockets: Optional[list[socket.socket]] = None) -> None:
+    """Serve in this process until SIGINT/SIGTERM; a second SIGINT forces the exit."""
+    from .loop import new_event_loop
+
+    server = Server(config)
+    loop = new_event_loop(config.loop)
+    asyncio.set_event_loop(loop)
+    interrupts = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal interrupts
+        interrupts += sig == signal.SIGINT
+        server.request_shutdown(force=interrupts > 1)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        loop.run_until_complete(server.serve(sockets))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            for sig in HANDLED_SIGNALS:
+                try:
+                    loop.remove_signal_handler(sig)
+                except (ValueError, RuntimeError):  # loop already closing
+                    pass
+            asyncio.set_event_loop(None)
+            loop.close()
