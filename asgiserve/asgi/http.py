@@ -98,6 +98,9 @@ class RequestCycle:
         self.expect_continue = False
         self._wake()
 
+    def response_started(self) -> bool:
+        return self.response != WAITING
+
     def body_pending(self) -> bool:
         return not self.body_done
 

@@ -35,7 +35,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
-        "idle_since", "pending_error", "trusted_proxy",
+        "idle_since", "pending_error", "eof",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -55,6 +55,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.pending_error: Optional[ParseError] = None
+        self.eof = False  # the client half-closed: answer what is queued, then close
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -93,7 +94,11 @@ class HttpProtocol(asyncio.Protocol):
         events = self.parser.feed_eof()
         if events:
             self.handle_events(events)
-        # A half-close mid-request means the client is gone: nothing more can arrive.
+        if self.queue and not self.closed:
+            # A client may half-close after sending its request (HTTP/1.0 tools do):
+            # keep the write side open to answer what was received, then close.
+            self.eof = True
+            return True
         return False
 
     def pause_writing(self) -> None:
@@ -114,6 +119,8 @@ class HttpProtocol(asyncio.Protocol):
             await self.drain_waiter
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.handle_events(self.parser.feed(data))
 
     # -- events from the parser -------------------------------------------------------
@@ -147,7 +154,19 @@ class HttpProtocol(asyncio.Protocol):
             cycle.start()
 
     def on_parse_error(self, error: ParseError) -> None:
-        self.receiving = None
+        cycle, self.receiving = self.receiving, None
+        if cycle is not None and self.queue[0] is cycle:
+            # The body the app is reading is malformed: it can never get the rest.
+            started = cycle.response_started()
+            cycle.disconnect()
+            if started:
+                logger.info("Invalid request body from %s: %s", self.client_label(), error.reason)
+                self.close()
+            else:
+                self.send_error(error.status, error.reason)
+            return
+        if cycle is not None:
+            self.queue.remove(cycle)  # a queued request whose body is broken never runs
         if self.queue:
             # Answer the requests before it first; stop reading more of a broken stream.
             self.pending_error = error
@@ -180,7 +199,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         else:
             self.idle_since = self.loop.time()
-            if self.state.shutting_down:
+            if self.state.shutting_down or self.eof:
                 self.close()
                 return
         if self.read_paused and self.buffered <= BODY_HIGH_WATER and len(self.queue) <= MAX_PIPELINE:
@@ -208,11 +227,6 @@ class HttpProtocol(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.transport.close()
-
-    def abort(self) -> None:
-        """Close without flushing: the response on the wire cannot be trusted."""
-        self.closed = True
-        self.transport.abort()
 
     def client_label(self) -> str:
         if self.client is None:

@@ -1,0 +1,91 @@
+"""Response head validation and serialisation (pure functions)."""
+from __future__ import annotations
+
+import pytest
+
+from asgiserve.http.response import (
+    ResponseError,
+    default_headers,
+    error_response,
+    prepare_head,
+    status_line,
+)
+
+
+def test_status_lines_known_and_unknown() -> None:
+    assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
+    assert status_line(404) == b"HTTP/1.1 404 Not Found\r\n"
+    assert status_line(299) == b"HTTP/1.1 299 \r\n"
+
+
+@pytest.mark.parametrize("status", [99, 100, 101, 199, 600, "200", 200.0, None, True])
+def test_invalid_final_status_rejected(status: object) -> None:
+    with pytest.raises(ResponseError):
+        prepare_head(status, [])
+
+
+def test_headers_serialised_and_framing_headers_extracted() -> None:
+    head = prepare_head(
+        201,
+        [
+            (b"Content-Type", b"text/plain"),
+            (b"content-length", b"5"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Connection", b"Close"),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
+        ],
+    )
+    assert head.status == 201
+    assert head.content_length == 5
+    assert head.close is True
+    assert head.header_bytes == b"Content-Type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+    assert len(head.headers) == 6  # the access log sees what the app sent
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        (b"x-a", b"v\r\nInjected: 1"),
+        (b"x-a", b"v\nx"),
+        (b"x-a", b"v\x00"),
+        (b"bad name", b"v"),
+        (b"bad:name", b"v"),
+        (b"", b"v"),
+        (b"x-a\r\n", b"v"),
+        ("x-str", b"v"),
+        (b"x-str", "v"),
+    ],
+)
+def test_invalid_headers_rejected(header: tuple[object, object]) -> None:
+    with pytest.raises(ResponseError):
+        prepare_head(200, [header])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("value", [b"-1", b"abc", b"1.5", b"", b"0x10", b"+3"])
+def test_invalid_content_length_rejected(value: bytes) -> None:
+    with pytest.raises(ResponseError):
+        prepare_head(200, [(b"content-length", value)])
+
+
+def test_conflicting_content_lengths_rejected_identical_collapsed() -> None:
+    with pytest.raises(ResponseError):
+        prepare_head(200, [(b"content-length", b"1"), (b"content-length", b"2")])
+    head = prepare_head(200, [(b"content-length", b"3"), (b"Content-Length", b"3")])
+    assert head.content_length == 3
+
+
+def test_default_headers() -> None:
+    both = default_headers(True, True, [(b"x-extra", b"1")])
+    assert both.startswith(b"server: asgiserve\r\ndate: ")
+    assert both.endswith(b" GMT\r\nx-extra: 1\r\n")
+    assert default_headers(False, False, []) == b""
+
+
+def test_error_response_is_self_framed_and_closes() -> None:
+    raw = error_response(400, "Bad Request: nope", b"server: asgiserve\r\n")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"connection: close" in head
+    assert b"content-length: %d" % len(body) in head
+    assert body == b"Bad Request: nope\n"
