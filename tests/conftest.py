@@ -1,7 +1,9 @@
 """Shared fixtures: every HTTP test runs once per parser backend."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -27,3 +29,14 @@ def serve(http_impl: str) -> Iterator[Callable[..., RunningServer]]:
             return stack.enter_context(running_server(app, **options))
 
         yield start
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """Run `async def` tests on a fresh event loop (no plugin needed), bounded by pytest-timeout."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        asyncio.run(pyfuncitem.obj(**kwargs))
+        return True
+    return None

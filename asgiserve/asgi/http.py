@@ -110,9 +110,6 @@ class RequestCycle:
         if self.chunks:
             self.proto.body_consumed(sum(map(len, self.chunks)))
             self.chunks.clear()
-        if self.proto.receiving is self and self.expect_continue:
-            # The client waits for 100-continue we never sent: it may not send the body.
-            self.keep_alive = False
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -339,6 +336,10 @@ class RequestCycle:
         proto = self.proto
         status = head.status
         keep_alive = self.keep_alive and not head.close and not proto.state.shutting_down
+        if self.expect_continue:
+            # The client still waits for a 100 Continue we will never send: whether it then
+            # sends the body or not is ambiguous, so this connection can't be reused.
+            keep_alive = False
         parts = [status_line(status), proto.state.default_headers, head.header_bytes]
         if no_body_status(status):
             if head.content_length is not None and status == 304:
