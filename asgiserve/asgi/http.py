@@ -45,7 +45,7 @@ class RequestCycle:
     __slots__ = (
         "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
-        "is_head", "bytes_sent", "status", "waiter", "start_time", "task", "discarding",
+        "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
         "http10", "counted", "head_pending",
     )
 
@@ -66,7 +66,7 @@ class RequestCycle:
         self.http10 = head.http_version == "1.0"
         self.bytes_sent = 0
         self.status = 0
-        self.waiter: Optional[asyncio.Future[None]] = None
+        self.waiters: Optional[list[asyncio.Future[None]]] = None
         self.start_time = 0.0
         self.task: Optional[asyncio.Task[None]] = None
         self.discarding = False
@@ -116,11 +116,12 @@ class RequestCycle:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters = self.waiters
+        if waiters:
+            self.waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- running the app ---------------------------------------------------------------
     def start(self) -> None:
@@ -257,7 +258,13 @@ class RequestCycle:
             elif self.expect_continue and self.response == WAITING:
                 self.expect_continue = False
                 self.proto.transport.write(CONTINUE_100)
-            waiter = self.waiter = self.proto.loop.create_future()
+            # Several tasks may wait at once (e.g. a disconnect listener beside the handler),
+            # and any one of them may be cancelled: each gets its own future.
+            waiter = self.proto.loop.create_future()
+            if self.waiters is None:
+                self.waiters = [waiter]
+            else:
+                self.waiters.append(waiter)
             await waiter
 
     # -- send ------------------------------------------------------------------------------

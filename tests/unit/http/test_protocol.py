@@ -326,3 +326,24 @@ async def test_disconnect_delivered_to_a_waiting_app(http_impl: str) -> None:
         {"type": "http.request", "body": b"12345", "more_body": True},
         {"type": "http.disconnect"},
     ]
+
+
+async def test_concurrent_receivers_one_cancelled(http_impl: str) -> None:
+    """A cancelled receive() (e.g. a timed-out disconnect probe) must not break another waiting one."""
+    results = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        first = await receive()
+        assert first["more_body"]
+        probe = asyncio.ensure_future(receive())
+        listener = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        probe.cancel()
+        results.append(await listener)
+
+    proto, transport = connect(app, http_impl)
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    await settle()
+    proto.data_received(b"cd")
+    await settle()
+    assert results == [{"type": "http.request", "body": b"cd", "more_body": False}]
