@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
@@ -34,6 +35,7 @@ logger = logging.getLogger("asgiserve.error")
 WAITING, STARTED, DONE = 0, 1, 2
 
 DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
+FILE_CHUNK = 256 * 1024
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
 
 
@@ -374,20 +376,26 @@ class RequestCycle:
         return [b"".join(parts)]
 
     async def send_file(self, message: Any) -> None:
-        """http.response.zerocopysend: stream a file, by sendfile where the loop can."""
+        """http.response.zerocopysend: stream a file without reading it whole.
+
+        Reads with os.pread in bounded pieces through the normal body path (so framing,
+        Content-Length accounting and backpressure stay in one place). Kernel sendfile is
+        not used: uvloop's transports do not expose it, and the asyncio fallback would
+        bypass the write-buffer accounting this module relies on.
+        """
         if self.response != STARTED:
             raise RuntimeError("Unexpected ASGI message 'http.response.zerocopysend' before http.response.start")
-        file = message["file"]
+        fd = message["file"].fileno()
         offset = message.get("offset")
-        count = message.get("count")
+        if offset is None:
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        left = message.get("count")
         more = message.get("more_body", False)
-        if offset is not None:
-            file.seek(offset)
-        left = count
         while left is None or left > 0:
-            data = file.read(65536 if left is None else min(65536, left))
+            data = os.pread(fd, FILE_CHUNK if left is None else min(FILE_CHUNK, left), offset)
             if not data:
                 break
+            offset += len(data)
             if left is not None:
                 left -= len(data)
             await self.send({"type": "http.response.body", "body": data, "more_body": True})

@@ -347,3 +347,21 @@ async def test_concurrent_receivers_one_cancelled(http_impl: str) -> None:
     proto.data_received(b"cd")
     await settle()
     assert results == [{"type": "http.request", "body": b"cd", "more_body": False}]
+
+
+async def test_zerocopysend_streams_a_file_range(http_impl: str, tmp_path: Any) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 2048)  # 512 KiB: several pieces
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert "http.response.zerocopysend" in scope["extensions"]
+        with open(path, "rb") as f:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"300000")]})
+            await send({"type": "http.response.zerocopysend", "file": f, "offset": 10, "count": 300000})
+
+    proto, transport = connect(app, http_impl)
+    proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    head, body = responses(transport.take())[0]
+    assert body == path.read_bytes()[10:300010]
+    assert not transport.closed
