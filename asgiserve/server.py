@@ -218,19 +218,25 @@ class Server:
                         self.config.timeout_graceful_shutdown,
                         state.active_requests,
                     )
-        self._abort_all()
+        self._abort_all(cancel=self._force)
         if state.tasks:
-            await asyncio.wait(list(state.tasks), timeout=5)
+            # Apps told "http.disconnect" get a moment to wind down before being cancelled.
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+        for task in list(state.tasks):
+            task.cancel()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=5.0)
 
-    def _abort_all(self) -> None:
+    def _abort_all(self, cancel: bool = True) -> None:
         state = self.state
         assert state is not None
         for proto in list(state.connections):
             for cycle in list(proto.queue):
                 cycle.disconnect()
             proto.close()
-        for task in list(state.tasks):
-            task.cancel()
+        if cancel:
+            for task in list(state.tasks):
+                task.cancel()
 
 
 def run(config: Config, sockets: Optional[list[socket.socket]] = None) -> None:

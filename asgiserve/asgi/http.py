@@ -129,24 +129,25 @@ class RequestCycle:
     def start(self) -> None:
         proto = self.proto
         state = proto.state
-        if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
-            self.reject(503, "Service Unavailable: the server is at its concurrency limit")
-            return
+        if state.access_log_enabled:
+            self.start_time = time.perf_counter()
         try:
             self.scope = self.build_scope()
         except ValueError:
             self.reject(400, "Bad Request: invalid request target")
             return
+        if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
+            self.reject(503, "Service Unavailable: the server is at its concurrency limit")
+            return
         state.request_started()
         self.counted = True
-        if state.access_log_enabled:
-            self.start_time = time.perf_counter()
         self.task = state.spawn(self.run_asgi())
 
     def reject(self, status: int, message: str) -> None:
         self.response = DONE
         self.status = status
         self.proto.transport.write(error_response(status, message, self.proto.state.default_headers))
+        self.log_access()
         self.proto.cycle_finished(self, False)
 
     def build_scope(self) -> dict[str, Any]:
