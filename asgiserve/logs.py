@@ -1,0 +1,251 @@
+"""Logging setup and the access log.
+
+Loggers: ``asgiserve.error`` (startup lines, errors; to stderr) and ``asgiserve.access`` (one
+line per response; to stdout, like uvicorn). Both hang under ``asgiserve``, which does not
+propagate to the root logger, so an app's own logging setup neither swallows nor duplicates them.
+
+The access log is on the per-request hot path: the line format is compiled once into a list of
+getters for exactly the atoms it uses, and a line is escaped only when it contains something
+non-printable (one C-level ``str.isprintable()`` check per line otherwise). Escaping matters
+because paths, query strings and headers come from the client: a raw CR/LF would let anyone
+forge log lines.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from .config import Config
+from .errors import ConfigError
+
+TRACE = 5
+LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+logging.addLevelName(TRACE, "TRACE")
+
+DEFAULT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+
+Scope = dict[str, Any]
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+class _NotAccess(logging.Filter):
+    """Keeps access records (which have their own handler) off the error stream."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "asgiserve.access"
+
+
+def configure_logging(config: Config) -> None:
+    """Apply --log-config, or our default handlers at --log-level. Safe to call again."""
+    if config.log_config:
+        load_log_config(config.log_config)
+        return
+    level = LEVELS[config.log_level]
+    base = logging.getLogger("asgiserve")
+    _set_handler(base, logging.StreamHandler(sys.stderr), logging.Formatter(DEFAULT_FORMAT, DATE_FORMAT))
+    base.handlers[-1].addFilter(_NotAccess())
+    base.setLevel(level)
+    base.propagate = False
+    access = logging.getLogger("asgiserve.access")
+    # A gunicorn-style format carries its own fields (%(t)s ...), so it is written bare.
+    fmt = "%(message)s" if config.access_log_format else DEFAULT_FORMAT
+    _set_handler(access, logging.StreamHandler(sys.stdout), logging.Formatter(fmt, DATE_FORMAT))
+    access.setLevel(level if config.access_log else logging.WARNING)
+
+
+def _set_handler(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:
+    for old in list(logger.handlers):
+        if getattr(old, "_asgiserve", False):  # only ever replace our own handlers
+            logger.removeHandler(old)
+    handler.setFormatter(formatter)
+    handler._asgiserve = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+
+
+def load_log_config(path: str) -> None:
+    """--log-config: JSON (dictConfig), or a logging .ini file (fileConfig)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--log-config {path}: no such file")
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            data.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(data)
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise ConfigError(f"--log-config {path}: YAML needs PyYAML installed") from None
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+            data.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(data)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"--log-config {path}: {type(exc).__name__}: {exc}") from None
+
+
+# -- escaping ---------------------------------------------------------------------------
+def escape(text: str) -> str:
+    """Replace every non-printable character with a visible escape (\\n, \\x1b, \\u2028...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# -- the access logger ------------------------------------------------------------------
+LineFn = Callable[[Scope, int, Headers, int, float], str]
+
+
+class AccessLogger:
+    """One line per completed response. ``enabled`` is read once per request by the core."""
+
+    def __init__(self, config: Config) -> None:
+        self.logger = logging.getLogger("asgiserve.access")
+        self.enabled = bool(config.access_log) and self.logger.isEnabledFor(logging.INFO)
+        self.render: LineFn = compile_format(config.access_log_format) if config.access_log_format else default_line
+        self._info = self.logger.info
+
+    def log(self, scope: Scope, status: int, response_headers: Headers, bytes_sent: int, duration: float) -> None:
+        line = self.render(scope, status, response_headers, bytes_sent, duration)
+        if not line.isprintable():
+            line = escape(line)
+        self._info(line)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "unix"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _target(scope: Scope) -> str:
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope["query_string"]
+    if query:
+        return (raw + b"?" + query).decode("latin-1")
+    return raw.decode("latin-1")
+
+
+def default_line(scope: Scope, status: int, headers: Headers, nbytes: int, duration: float) -> str:
+    """127.0.0.1:51234 - "GET /path?q HTTP/1.1" 200 1234 0.8ms"""
+    return '%s - "%s %s HTTP/%s" %d %d %.1fms' % (
+        _client(scope), scope["method"], _target(scope), scope["http_version"], status, nbytes, duration * 1000.0
+    )
+
+
+# gunicorn's atoms. Each getter takes (scope, status, response_headers, bytes_sent, duration).
+def _request_header(name: bytes) -> Callable[..., str]:
+    def get(scope: Scope, *_: Any) -> str:
+        values = [v for k, v in scope["headers"] if k == name]
+        return b",".join(values).decode("latin-1") if values else "-"
+
+    return get
+
+
+def _response_header(name: bytes) -> Callable[..., str]:
+    def get(scope: Scope, status: int, headers: Headers, *_: Any) -> str:
+        values = [v for k, v in headers if k.lower() == name]
+        return b",".join(values).decode("latin-1") if values else "-"
+
+    return get
+
+
+def _user(scope: Scope, *_: Any) -> str:
+    for k, v in scope["headers"]:
+        if k == b"authorization" and v[:6].lower() == b"basic ":
+            try:
+                return base64.b64decode(v[6:].strip()).decode("utf-8").split(":", 1)[0] or "-"
+            except ValueError:
+                return "-"
+    return "-"
+
+
+_now_second = [0, ""]
+
+
+def _time(*_: Any) -> str:
+    now = int(time.time())
+    if now != _now_second[0]:  # strftime at most once a second
+        _now_second[0] = now
+        _now_second[1] = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now))
+    return str(_now_second[1])
+
+
+ATOMS: dict[str, Callable[..., Any]] = {
+    "h": lambda scope, *_: scope["client"][0] if scope.get("client") else "-",
+    "l": lambda *_: "-",
+    "u": _user,
+    "t": _time,
+    "r": lambda scope, *_: "%s %s HTTP/%s" % (scope["method"], _target(scope), scope["http_version"]),
+    "m": lambda scope, *_: scope["method"],
+    "U": lambda scope, *_: scope["path"],
+    "q": lambda scope, *_: scope["query_string"].decode("latin-1"),
+    "H": lambda scope, *_: "HTTP/" + scope["http_version"],
+    "s": lambda scope, status, *_: status,
+    "B": lambda scope, status, headers, nbytes, *_: nbytes,
+    "b": lambda scope, status, headers, nbytes, *_: str(nbytes) if nbytes else "-",
+    "f": _request_header(b"referer"),
+    "a": _request_header(b"user-agent"),
+    "T": lambda *args: int(args[4]),
+    "M": lambda *args: int(args[4] * 1_000),
+    "D": lambda *args: int(args[4] * 1_000_000),
+    "L": lambda *args: "%.6f" % args[4],
+    "p": lambda *_: "<%d>" % os.getpid(),
+}
+
+_KEY = re.compile(r"%\(([^)]*)\)")
+
+
+def _atom(key: str) -> Callable[..., Any]:
+    if key in ATOMS:
+        return ATOMS[key]
+    if key.startswith("{") and "}" in key:
+        name, _, kind = key[1:].rpartition("}")
+        if kind == "i":
+            return _request_header(name.lower().encode("latin-1"))
+        if kind == "o":
+            return _response_header(name.lower().encode("latin-1"))
+        if kind == "e":
+            value = os.environ.get(name, "-")
+            return lambda *_: value
+    return lambda *_: "-"  # unknown atoms print "-", as in gunicorn
+
+
+def compile_format(fmt: str) -> LineFn:
+    """Compile a gunicorn --access-log-format once; raise ConfigError if it cannot format."""
+    getters = [(key, _atom(key)) for key in dict.fromkeys(_KEY.findall(fmt))]
+
+    def render(scope: Scope, status: int, headers: Headers, nbytes: int, duration: float) -> str:
+        return fmt % {key: get(scope, status, headers, nbytes, duration) for key, get in getters}
+
+    sample: Scope = {
+        "type": "http", "http_version": "1.1", "method": "GET", "path": "/", "raw_path": b"/",
+        "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "root_path": "",
+    }
+    try:
+        render(sample, 200, [], 0, 0.0)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--access-log-format {fmt!r} is not a valid format: {exc}") from None
+    return render
