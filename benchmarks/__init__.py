@@ -1,0 +1,1 @@
+"""asgiserve benchmark harness: `python -m benchmarks --help`."""

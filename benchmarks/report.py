@@ -1,0 +1,134 @@
+"""Write results.md (tables) and PNG plots from the raw results dict (results.json)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from .stats import summarise
+
+MiB = float(1 << 20)
+LOAD_SCENARIOS = ("throughput",)
+
+
+def _fmt_ratio(x: Optional[float]) -> str:
+    return f"{x:.2f}x" if x is not None else "–"
+
+
+def _flags(r: dict[str, Any]) -> str:
+    out = []
+    if r["saturated"]:
+        out.append(f"wrk saturated {r['saturated']}/{r['rounds']}: lower bound")
+    if r["errors"]:
+        out.append("errors " + ", ".join(f"{k} {n}" for k, n in r["errors"].items()))
+    return "; ".join(out)
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    """asgiserve against the baseline of its kind, per load scenario."""
+    lines = ["| scenario | asgiserve | baseline | ratio (req/s) | ratio (req per CPU-s) | asgiserve h11 / httptools |",
+             "|---|---|---|---|---|---|"]
+    for s in results["scenarios"]:
+        if s["kind"] not in LOAD_SCENARIOS:
+            continue
+        rows = {r["variant"]: r for r in summarise(s)}
+        ours = rows.get("asgiserve") or rows.get("asgiserve-wsgi")
+        if not ours or not ours["baseline"]:
+            continue
+        base = rows[ours["baseline"]]
+        unit = "MB/s" if "mbps" in ours else "req/s"
+        val = (lambda r: f"{r['mbps']:,.0f} MB/s") if unit == "MB/s" else (lambda r: f"{r['rps']:,.0f} req/s")
+        h11 = rows.get("asgiserve-h11")
+        h11_ratio = _fmt_ratio(h11["rps"] / ours["rps"]) if h11 and ours is rows.get("asgiserve") else "–"
+        lines.append(f"| {s['title']} | {val(ours)} | {base['title']}: {val(base)} | **{_fmt_ratio(ours['ratio'])}**"
+                     f" | {_fmt_ratio(ours['ratio_cpu'])} | {h11_ratio} |")
+    return lines
+
+
+def load_table(s: dict[str, Any]) -> list[str]:
+    rows = summarise(s)
+    mb = s.get("body_bytes", 0) > 0
+    head = "| server | " + ("MB/s median (min–max) | " if mb else "req/s median (min–max) | ")
+    head += "ratio | req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | "
+    head += "peak RSS | notes |" if any("peak_rss" in r for r in rows) else "notes |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        val = (f"{r['mbps']:,.0f} ({r['mbps_min']:,.0f}–{r['mbps_max']:,.0f})" if mb
+               else f"{r['rps']:,.0f} ({r['rps_min']:,.0f}–{r['rps_max']:,.0f})")
+        per_cpu = f"{r['per_cpu']:,.0f}" if r["per_cpu"] else "–"
+        cells = [r["title"], val, _fmt_ratio(r["ratio"]), per_cpu, _fmt_ratio(r["ratio_cpu"]),
+                 f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['srv_load']:.0%}", f"{r['wrk_load']:.0%}"]
+        if "peak_rss" in r:
+            cells.append(f"{r['peak_rss'] / MiB:,.0f} MiB")
+        cells.append(_flags(r))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def sweep_table(s: dict[str, Any]) -> list[str]:
+    rows = summarise(s)
+    conc = s["concurrency"]
+    lines = ["| variant | " + " | ".join(f"c={c}" for c in conc) + " |", "|---|" + "---|" * len(conc)]
+    for v in s["variants"]:
+        cells = []
+        for c in conc:
+            r = next((x for x in rows if x["variant"] == v["id"] and x["concurrency"] == c), None)
+            if r is None:
+                cells.append("–")
+                continue
+            err = " ⚠" if r["errors"] else ""
+            cells.append(f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:,.0f} ms{err}")
+        lines.append(f"| {v['title']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_table(s: dict[str, Any]) -> list[str]:
+    counts = s.get("conn_counts", [])
+    lines = ["| server | idle RSS | " + " | ".join(f"{n:,} idle keep-alive conns" for n in counts)
+             + " | per connection |", "|---|---|" + "---|" * len(counts) + "---|"]
+    titles = {v["id"]: v["title"] for v in s["variants"]}
+    for m in s.get("memory", []):
+        cells = [titles[m["variant"]], f"{m['idle_rss'] / MiB:.1f} MiB"]
+        for n in counts:
+            h = m["held"].get(str(n))
+            cells.append(f"{h['rss'] / MiB:.1f} MiB" + ("" if h["open"] == n else f" ({h['open']} still open)")
+                         if h else "–")
+        top = m["held"].get(str(counts[-1])) if counts else None
+        cells.append(f"{(top['rss'] - m['idle_rss']) / counts[-1] / 1024:.1f} KiB" if top else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str]) -> str:
+    meta = results["meta"]
+    md = ["# asgiserve benchmark results", ""]
+    md += [f"- Date: {meta['date']}  ", f"- Machine: {meta['machine']}  ",
+           f"- Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}  ",
+           f"- Command: `{meta['command']}`  ",
+           f"- Method: {meta['method']}  ",
+           f"- Load average before/after: {meta['loadavg_before']} / {meta.get('loadavg_after', '?')}  ",
+           f"- Total run time: {meta.get('total_seconds', 0) / 60:.1f} min", ""]
+    if meta.get("failures"):
+        md += ["**Failures:** " + "; ".join(f"{k}: {v.strip().splitlines()[-1] if v.strip() else '?'}"
+                                            for k, v in meta["failures"].items()), ""]
+    hl = headline(results)
+    if len(hl) > 2:
+        md += ["## Headline: asgiserve / baseline (uvicorn httptools+uvloop; uvicorn+a2wsgi for WSGI)", ""] + hl + [""]
+    for key, fname in plots.items():
+        if key.startswith("group:"):
+            md += [f"![{key[6:]} throughput]({fname})", ""]
+    for s in results["scenarios"]:
+        md += [f"## {s['title']} (`{s['name']}`)", ""]
+        if s["kind"] == "throughput":
+            md += [f"`{s.get('method', 'GET')} {s['path']}`, {s['concurrency'][0]} keep-alive connections.", ""]
+            md += load_table(s)
+        elif s["kind"] == "sweep":
+            md += sweep_table(s)
+        else:
+            md += memory_table(s)
+        if s["name"] in plots:
+            md += ["", f"![{s['title']}]({plots[s['name']]})"]
+        md.append("")
+    path = os.path.join(out_dir, "results.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md))
+    return path

@@ -1,0 +1,148 @@
+"""Run scenarios: start servers, warm up, alternate rounds, record raw measurements.
+
+Within a scenario all servers run at once (idle ones cost nothing measurable) so rounds can alternate
+A B C / C B A: drift on this shared machine then hits every server alike. After every measurement one
+probe request is sent and awaited, so a server still working off queued requests (a small thread pool
+at high concurrency) has drained before the next one starts.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, TextIO
+
+from . import memory
+from .scenarios import Scenario, Variant
+from .servers import SERVERS, ServerProcess, probe
+from .wrk import run_wrk
+
+SATURATED = 0.90  # wrk CPU / wall above this: the load generator, not the server, was the limit
+
+
+@dataclass
+class Settings:
+    rounds: int
+    duration: float
+    warmup: float
+    server_cpu: Optional[int]
+    client_cpu: Optional[int]
+
+
+class Progress:
+    def __init__(self, total: int, out: TextIO = sys.stdout) -> None:
+        self.total, self.done, self.start, self.out = total, 0, time.monotonic(), out
+
+    def line(self, text: str, count: bool = True) -> None:
+        if count:
+            self.done += 1
+        el = time.monotonic() - self.start
+        tag = f"[{self.done:>3}/{self.total}]" if count else " " * (len(str(self.total)) * 2 + 3)
+        self.out.write(f"{tag} {int(el // 60):>2}:{int(el % 60):02d}  {text}\n")
+        self.out.flush()
+
+
+def planned(s: Scenario, st: Settings) -> int:
+    if s.kind == "memory":
+        return len(s.variants)
+    return len(s.variants) * len(s.concurrency) * st.rounds
+
+
+def _probe_path(s: Scenario, v: Variant) -> str:
+    return "/" if s.post_bytes else (v.path or s.path)
+
+
+@contextlib.contextmanager
+def started(s: Scenario, st: Settings, failures: dict[str, str], progress: Progress) -> Iterator[dict[str, ServerProcess]]:
+    procs: dict[str, ServerProcess] = {}
+    try:
+        for v in s.variants:
+            p = ServerProcess(SERVERS[v.server], v.app, v.opts, st.server_cpu)
+            procs[v.id] = p
+        for vid, p in list(procs.items()):
+            v = next(x for x in s.variants if x.id == vid)
+            try:
+                p.wait_ready(_probe_path(s, v))
+            except RuntimeError as e:
+                failures[f"{s.name}/{vid}"] = str(e)
+                last = str(e).strip().splitlines()
+                progress.line(f"{s.name:<13} {vid}: FAILED to start ({last[-1] if last else '?'}); skipped", False)
+                p.stop()
+                del procs[vid]
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+def _drain(p: ServerProcess, path: str, timeout: float) -> None:
+    with contextlib.suppress(OSError):
+        probe(p.port, path, timeout=timeout)
+
+
+def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with started(s, st, failures, progress) as procs:
+        variants = [v for v in s.variants if v.id in procs]
+        for v in variants:  # warm-up at the highest load the scenario uses; results discarded
+            p = procs[v.id]
+            run_wrk(p.url + (v.path or s.path), max(s.concurrency), st.warmup, st.client_cpu, s.post_bytes,
+                    s.timeout_s)
+            _drain(p, _probe_path(s, v), s.timeout_s + 30)
+        points = [(v, c) for v in variants for c in s.concurrency]
+        for r in range(st.rounds):
+            for v, c in (points if r % 2 == 0 else points[::-1]):
+                rows.append(_measure(s, st, v, c, r, procs[v.id], progress))
+    return rows
+
+
+def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerProcess,
+             progress: Progress) -> dict[str, Any]:
+    if s.peak_rss:
+        p.reset_peak_rss()
+    cpu0 = p.cpu_seconds()
+    res = run_wrk(p.url + (v.path or s.path), c, st.duration, st.client_cpu, s.post_bytes, s.timeout_s)
+    cpu = p.cpu_seconds() - cpu0
+    row: dict[str, Any] = {"variant": v.id, "concurrency": c, "round": r, **res.as_dict(), "server_cpu": cpu}
+    if s.peak_rss:
+        row["peak_rss"] = p.peak_rss()
+    _drain(p, _probe_path(s, v), s.timeout_s + 30)
+    wrk_load, srv_load = res.wrk_cpu / res.wall, cpu / res.wall
+    flags = []
+    if wrk_load >= SATURATED:
+        flags.append("WRK-SATURATED")
+    if res.error_count:
+        flags.append(f"errors={res.errors}")
+    speed = f"{res.rps:>9,.0f} req/s"
+    if s.body_bytes:
+        speed += f" {res.rps * s.body_bytes / 1e6:>7,.0f} MB/s"
+    progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {res.latency_us['p99'] / 1000:>7.1f} ms"
+                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%}" + (f"  {' '.join(flags)}" if flags else ""))
+    return row
+
+
+def run_memory(s: Scenario, st: Settings, progress: Progress, failures: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for v in s.variants:
+        one = Scenario(s.name, s.title, s.kind, (v,), path=s.path)
+        with started(one, st, failures, progress) as procs:
+            if v.id not in procs:
+                continue
+            p = procs[v.id]
+            row: dict[str, Any] = {"variant": v.id, "idle_rss": p.rss(), "held": {}}
+            for n in s.conn_counts:
+                row["held"][str(n)] = asyncio.run(_hold(p, n))
+            rows.append(row)
+            held = "  ".join(f"{n} conns {h['rss'] / 2**20:6.1f} MiB ({h['open']} open)"
+                             for n, h in row["held"].items())
+            progress.line(f"{s.name:<13} {v.id:<16} idle {row['idle_rss'] / 2**20:6.1f} MiB  {held}")
+    return rows
+
+
+async def _hold(p: ServerProcess, n: int) -> dict[str, Any]:
+    memory.raise_nofile(n + 1024)
+    t0 = time.monotonic()
+    async with memory.IdleConnections(p.port, n) as idle:
+        return {"rss": p.rss(), "open": memory.still_open(idle), "open_seconds": time.monotonic() - t0}

@@ -1,0 +1,139 @@
+"""The scenarios: what is served, by whom, how it is loaded, and what each number is compared against."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from .servers import SERVERS, Opts
+
+A = "benchmarks.apps."
+JSON_BODY = '{"message": "Hello, world!"}'
+JSON_OPTS = Opts(limit_body=JSON_BODY, limit_type="application/json")
+MIB = 1 << 20
+
+ASGI_SERVERS = ("asgiserve", "asgiserve-h11", "uvicorn", "uvicorn-h11", "hypercorn", "granian", "limit")
+WSGI_SERVERS = ("asgiserve-wsgi", "gunicorn-sync", "gunicorn-gthread", "uvicorn-a2wsgi", "granian-wsgi")
+BODY_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian",
+                "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
+BASELINES = {"asgi": "uvicorn", "limit": "uvicorn", "wsgi": "uvicorn-a2wsgi"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server instance in a scenario (a sweep can run one server several times, e.g. per pool size)."""
+
+    id: str
+    server: str
+    app: str
+    opts: Opts = Opts()
+    path: Optional[str] = None
+    label: Optional[str] = None
+
+    @property
+    def kind(self) -> str:
+        return SERVERS[self.server].kind
+
+    @property
+    def title(self) -> str:
+        return self.label or SERVERS[self.server].label
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    kind: str  # "throughput" | "sweep" | "memory"
+    variants: tuple[Variant, ...]
+    path: str = "/"
+    concurrency: tuple[int, ...] = (64,)
+    post_bytes: int = 0  # request body size (POST) if any
+    body_bytes: int = 0  # bytes per request that count for MB/s (0: report req/s only)
+    peak_rss: bool = False
+    timeout_s: float = 10.0
+    conn_counts: tuple[int, ...] = ()  # memory scenario: idle connection counts
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def baseline_for(self, v: Variant) -> Optional[str]:
+        want = BASELINES.get(v.kind)
+        return want if any(x.id == want for x in self.variants) else None
+
+
+def _by_app(servers: tuple[str, ...], asgi: str, wsgi: str = "", opts: Opts = Opts()) -> tuple[Variant, ...]:
+    out = []
+    for name in servers:
+        kind = SERVERS[name].kind
+        app = wsgi if kind == "wsgi" else asgi
+        out.append(Variant(name, name, app, opts))
+    return tuple(out)
+
+
+def _sweep_variants(async_path: str, sync_path: str, pools: tuple[int, ...]) -> tuple[Variant, ...]:
+    app = A + "sync_async:"
+    out = [Variant("async", "asgiserve", app + "app", path=async_path, label="async (asgiserve ASGI)")]
+    for n in pools:
+        out.append(Variant(f"sync-{n}", "asgiserve-wsgi", app + "wsgi_app", Opts(threads=n), path=sync_path,
+                           label=f"sync, {n} threads (asgiserve WSGI)"))
+    return tuple(out)
+
+
+def all_scenarios() -> list[Scenario]:
+    raw = A + "asgi_raw:app"
+    bodies = (A + "bodies:app", A + "bodies:wsgi_app")
+    return [
+        Scenario("plaintext", "Raw ASGI plaintext", "throughput", _by_app(ASGI_SERVERS, raw)),
+        Scenario("json", "Raw ASGI JSON", "throughput", _by_app(ASGI_SERVERS, raw, opts=JSON_OPTS), path="/json"),
+        Scenario("starlette", "Starlette route", "throughput", _by_app(ASGI_SERVERS, A + "starlette_app:app")),
+        Scenario("fastapi", "FastAPI route", "throughput",
+                 _by_app(ASGI_SERVERS, A + "fastapi_app:app", opts=JSON_OPTS)),
+        Scenario("wsgi", "Raw WSGI hello world", "throughput", _by_app(WSGI_SERVERS, "", A + "wsgi_raw:app")),
+        Scenario("flask", "Flask hello world", "throughput", _by_app(WSGI_SERVERS, "", A + "flask_app:app")),
+        Scenario("sync-async", "Sync vs async: 50 ms of I/O per request", "sweep",
+                 _sweep_variants("/async", "/sync", (8, 32, 128)), concurrency=(1, 10, 50, 100, 200, 500),
+                 timeout_s=30.0),
+        Scenario("cpu-bound", "CPU-bound handler (~5 ms of pure Python per request)", "sweep",
+                 _sweep_variants("/cpu", "/cpu", (8, 32)), concurrency=(1, 10, 50), timeout_s=30.0),
+        Scenario("download-1m", "1 MiB streamed download", "throughput", _by_app(BODY_SERVERS, *bodies),
+                 path="/download/1m", concurrency=(8,), body_bytes=MIB, peak_rss=True),
+        Scenario("upload-1m", "1 MiB upload, echoed", "throughput", _by_app(BODY_SERVERS, *bodies),
+                 path="/upload", concurrency=(8,), post_bytes=MIB, body_bytes=MIB, peak_rss=True),
+        Scenario("download-100m", "100 MiB streamed download", "throughput", _by_app(BODY_SERVERS, *bodies),
+                 path="/download/100m", concurrency=(2,), body_bytes=100 * MIB, peak_rss=True, timeout_s=30.0),
+        Scenario("upload-100m", "100 MiB upload, echoed", "throughput", _by_app(BODY_SERVERS, *bodies),
+                 path="/upload", concurrency=(2,), post_bytes=100 * MIB, body_bytes=100 * MIB, peak_rss=True,
+                 timeout_s=30.0),
+        Scenario("memory", "Server RSS: idle, and holding idle keep-alive connections", "memory",
+                 _by_app(("asgiserve", "asgiserve-h11", "uvicorn", "hypercorn", "granian", "limit"), raw,
+                         opts=Opts(keep_alive=600.0)), conn_counts=(1000, 10000)),
+    ]
+
+
+def quick(s: Scenario) -> Scenario:
+    """The --quick cut of a scenario: fewer sweep points and connection counts, same shape."""
+    if s.kind == "sweep":
+        conc = tuple(c for c in s.concurrency if c in (1, 50, 500)) or s.concurrency[:2]
+        keep = {"async", "sync-8", f"sync-{max(int(v.id[5:]) for v in s.variants if v.id.startswith('sync-'))}"}
+        return replace(s, concurrency=conc, variants=tuple(v for v in s.variants if v.id in keep))
+    if s.kind == "memory":
+        return replace(s, conn_counts=s.conn_counts[:1])
+    return s
+
+
+def select(names: list[str], servers: list[str], is_quick: bool) -> list[Scenario]:
+    """Scenarios by name (all if none), narrowed to the given servers (a sweep matches on server name)."""
+    known = {s.name: s for s in all_scenarios()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    bad = [n for n in servers if n not in SERVERS]
+    if bad:
+        raise SystemExit(f"unknown server(s): {', '.join(bad)}; known: {', '.join(SERVERS)}")
+    out = []
+    for s in (known[n] for n in names) if names else known.values():
+        if is_quick:
+            s = quick(s)
+        if servers:
+            s = replace(s, variants=tuple(v for v in s.variants if v.server in servers or v.id in servers))
+        if s.variants:
+            out.append(s)
+    return out

@@ -1,0 +1,264 @@
+"""Which servers the harness knows, how each is started, and a process handle that always cleans up.
+
+Every server runs ONE worker, pinned to the server core with ``taskset``, on 127.0.0.1 and a free port,
+in its own session (process group) so it can be killed whole, by PID, at the end (also on Ctrl-C).
+Readiness is an actual HTTP request answered, polled until a deadline: never a fixed sleep.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import psutil
+
+PY = sys.executable
+HOST = "127.0.0.1"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Opts:
+    """Per-instance knobs a scenario may set."""
+
+    threads: int = 32  # WSGI thread pool, the same size for every server that has one
+    keep_alive: Optional[float] = None  # idle keep-alive timeout override (memory scenario)
+    limit_body: str = "Hello, world!"  # what the limit server answers
+    limit_type: str = "text/plain; charset=utf-8"
+
+
+Builder = Callable[[str, int, Opts], list[str]]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    kind: str  # "asgi", "wsgi" or "limit": which app attribute it serves
+    label: str
+    build: Builder
+    env: Callable[[str, Opts], dict[str, str]] = field(default=lambda app, opts: {})
+
+
+def _asgiserve(http: str) -> Builder:
+    def build(app: str, port: int, o: Opts) -> list[str]:
+        cmd = [PY, "-m", "asgiserve", app, "--host", HOST, "--port", str(port), "--http", http,
+               "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+        if o.keep_alive is not None:
+            cmd += ["--timeout-keep-alive", str(o.keep_alive)]
+        return cmd
+    return build
+
+
+def _asgiserve_wsgi(app: str, port: int, o: Opts) -> list[str]:
+    return _asgiserve("httptools")(app, port, o) + ["--interface", "wsgi", "--threads", str(o.threads)]
+
+
+def _uvicorn(http: str, lifespan: str = "on") -> Builder:
+    def build(app: str, port: int, o: Opts) -> list[str]:
+        cmd = [PY, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--http", http,
+               "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "--lifespan", lifespan]
+        if o.keep_alive is not None:
+            cmd += ["--timeout-keep-alive", str(int(o.keep_alive))]
+        return cmd
+    return build
+
+
+def _uvicorn_a2wsgi(app: str, port: int, o: Opts) -> list[str]:
+    return _uvicorn("httptools", "off")("benchmarks.apps.a2wsgi_wrap:make", port, o) + ["--factory"]
+
+
+def _a2wsgi_env(app: str, o: Opts) -> dict[str, str]:
+    return {"BENCH_WSGI_APP": app, "BENCH_THREADS": str(o.threads)}
+
+
+def _hypercorn(app: str, port: int, o: Opts) -> list[str]:
+    cmd = [PY, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}", "--workers", "1",
+           "--worker-class", "uvloop", "--log-level", "warning"]
+    if o.keep_alive is not None:
+        cmd += ["--keep-alive", str(int(o.keep_alive))]
+    return cmd
+
+
+def _granian(interface: str) -> Builder:
+    def build(app: str, port: int, o: Opts) -> list[str]:
+        cmd = [PY, "-m", "granian", "--interface", interface, "--host", HOST, "--port", str(port),
+               "--workers", "1", "--http", "1", "--no-ws", "--log-level", "warning", "--no-access-log"]
+        if interface == "asgi":
+            cmd += ["--loop", "uvloop"]
+        else:
+            cmd += ["--blocking-threads", str(o.threads)]
+        if o.keep_alive is not None:  # hyper closes idle keep-alive connections at its header-read timeout
+            cmd += ["--http1-header-read-timeout", "60000"]
+        return cmd + [app]
+    return build
+
+
+def _gunicorn(worker: str) -> Builder:
+    def build(app: str, port: int, o: Opts) -> list[str]:
+        cmd = [PY, "-m", "gunicorn", app, "--bind", f"{HOST}:{port}", "--workers", "1",
+               "--worker-class", worker, "--log-level", "warning"]
+        if worker == "gthread":
+            cmd += ["--threads", str(o.threads)]
+            if o.keep_alive is not None:
+                cmd += ["--keep-alive", str(int(o.keep_alive))]
+        return cmd
+    return build
+
+
+def _limit(app: str, port: int, o: Opts) -> list[str]:
+    return [PY, "-m", "benchmarks.limit_server", "--host", HOST, "--port", str(port),
+            "--body", o.limit_body, "--content-type", o.limit_type]
+
+
+SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
+    ServerSpec("asgiserve", "asgi", "asgiserve (httptools+uvloop)", _asgiserve("httptools")),
+    ServerSpec("asgiserve-h11", "asgi", "asgiserve (h11+uvloop)", _asgiserve("h11")),
+    ServerSpec("uvicorn", "asgi", "uvicorn (httptools+uvloop)", _uvicorn("httptools")),
+    ServerSpec("uvicorn-h11", "asgi", "uvicorn (h11+uvloop)", _uvicorn("h11")),
+    ServerSpec("hypercorn", "asgi", "hypercorn (uvloop)", _hypercorn),
+    ServerSpec("granian", "asgi", "granian (asgi)", _granian("asgi")),
+    ServerSpec("limit", "limit", "limit (canned uvloop Protocol)", _limit),
+    ServerSpec("asgiserve-wsgi", "wsgi", "asgiserve WSGI bridge", _asgiserve_wsgi),
+    ServerSpec("gunicorn-sync", "wsgi", "gunicorn sync", _gunicorn("sync")),
+    ServerSpec("gunicorn-gthread", "wsgi", "gunicorn gthread", _gunicorn("gthread")),
+    ServerSpec("uvicorn-a2wsgi", "wsgi", "uvicorn + a2wsgi", _uvicorn_a2wsgi, _a2wsgi_env),
+    ServerSpec("granian-wsgi", "wsgi", "granian (wsgi)", _granian("wsgi")),
+]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """One running server. ``stop()`` is idempotent and kills the whole process group."""
+
+    def __init__(self, spec: ServerSpec, app: str, opts: Opts, cpu: Optional[int]) -> None:
+        self.spec, self.app, self.opts = spec, app, opts
+        self.port = free_port()
+        self.cmd = spec.build(app, self.port, opts)
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   **spec.env(app, opts))
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(pin + self.cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.ps = psutil.Process(self.proc.pid)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
+        """Poll with a real request until it is answered; fail fast if the process died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                probe(self.port, path, timeout=2.0)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.spec.name} not ready after {timeout}s:\n{self.output()}")
+                time.sleep(0.05)  # poll interval between connection attempts, not a readiness guess
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps] + self.ps.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.tree():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def rss(self) -> int:
+        return sum(_safe(lambda: p.memory_info().rss, p) for p in self.tree())
+
+    def reset_peak_rss(self) -> None:
+        for p in self.tree():
+            try:
+                with open(f"/proc/{p.pid}/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+            except OSError:
+                pass
+
+    def peak_rss(self) -> int:
+        total = 0
+        for p in self.tree():
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.proc.returncode is None:
+            children = self.tree()[1:]
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _killpg(self.proc.pid)
+                self.proc.wait(timeout=5)
+            except ProcessLookupError:
+                self.proc.wait(timeout=5)
+            # Workers that outlived their parent (gunicorn/granian): by the PIDs we recorded.
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+        if not self.log.closed:
+            self.log.close()
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _safe(fn: Callable[[], int], p: psutil.Process) -> int:
+    try:
+        return fn()
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def probe(port: int, path: str, timeout: float, method: str = "GET") -> int:
+    """One request on a fresh connection; returns the status. Used for readiness and to drain queues."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        body = b"x" if method == "POST" else None
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()

@@ -1,0 +1,114 @@
+"""Run wrk pinned to the client core and return what it measured plus its own CPU time.
+
+A small Lua ``done()`` hook prints one JSON line (requests, bytes, errors, latency percentiles), so
+nothing is scraped from wrk's human output. wrk's CPU time comes from ``wait4`` on its PID: when it is
+close to the wall time, wrk's core was saturated and the server was not the bottleneck.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+WRK_MISSING = ("wrk not found: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu), "
+               "`brew install wrk` (macOS), or build it from https://github.com/wg/wrk")
+
+DONE_HOOK = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+POST_BODY = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.body = string.rep("a", tonumber(os.getenv("BENCH_BODY_BYTES")))
+"""
+
+
+def find_wrk() -> Optional[str]:
+    return shutil.which("wrk")
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float  # wrk's measured duration
+    bytes: int
+    errors: dict[str, int]
+    latency_us: dict[str, float]
+    wrk_cpu: float  # wrk's user+system CPU seconds
+    wall: float  # wall time of the wrk process
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "seconds": self.seconds, "bytes": self.bytes, "errors": self.errors,
+                "latency_us": self.latency_us, "wrk_cpu": self.wrk_cpu, "wall": self.wall}
+
+
+def run_wrk(url: str, connections: int, duration: float, cpu: Optional[int], post_bytes: int = 0,
+            timeout_s: float = 10.0) -> WrkResult:
+    wrk = find_wrk()
+    if wrk is None:
+        raise RuntimeError(WRK_MISSING)
+    script = (POST_BODY if post_bytes else "") + DONE_HOOK
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
+    # -t1: one wrk thread on its one core; wrk wants connections >= threads.
+    cmd = pin + [wrk, "-t1", f"-c{max(1, connections)}", f"-d{max(1, round(duration))}s",
+                 f"--timeout={int(timeout_s)}s", "-s", f.name, url]
+    env = dict(os.environ, BENCH_BODY_BYTES=str(post_bytes))
+    deadline = duration + timeout_s + 30
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            start = time.monotonic()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+            killer = threading.Timer(deadline, proc.kill)  # bound the run even if wrk hangs
+            killer.start()
+            try:
+                # wait4, not wait: it returns wrk's own rusage (its CPU seconds).
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # Ctrl-C: do not leave wrk running
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                killer.cancel()
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.monotonic() - start
+        finally:
+            os.unlink(f.name)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    cpu_s = usage.ru_utime + usage.ru_stime
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}, {wall:.0f}s): {stderr.strip()[-500:]}")
+    d = json.loads(line[len("WRKJSON "):])
+    return WrkResult(
+        requests=d["requests"], seconds=d["duration_us"] / 1e6, bytes=d["bytes"],
+        errors={k: d[k] for k in ("connect", "read", "write", "status", "timeout") if d[k]},
+        latency_us={k: float(d[k + "_us"]) for k in ("p50", "p90", "p99", "max", "mean")},
+        wrk_cpu=cpu_s, wall=wall,
+    )
+
