@@ -43,7 +43,7 @@ from .streams import ClientDisconnected, ErrorStream, InputStream
 logger = logging.getLogger("asgiserve.error")
 
 # Event kinds posted by the thread (compared by identity).
-START, BODY, END, INPUT, FILE, ERROR, ERROR500 = "start", "body", "end", "input", "file", "error", "500"
+START, BODY, END, INPUT, FILE, ERROR, ERROR500, GONE = "start", "body", "end", "input", "file", "error", "500", "gone"
 ABORT, SPACE = object(), object()  # loop -> thread tokens
 
 JOIN_LIMIT = 64 * 1024  # chunks taken in one batch are joined into one send up to this size
@@ -56,6 +56,10 @@ _ERROR_START = {
 
 
 _DISCONNECTED = ClientDisconnected("client disconnected")  # default reason; replaced by _abort()
+
+
+class _Gone(Exception):
+    """Internal: the listener saw http.disconnect while the response was streaming."""
 
 
 class ClientStalled(ClientDisconnected, TimeoutError):
@@ -196,6 +200,10 @@ class Exchange:
         self.mw.pool.submit(_run_in_thread, self)
         try:
             await self._pump()
+        except _Gone:
+            # The server reported http.disconnect. One last send lets a server that raises on
+            # a closed connection (ASGI 2.4) do so; one that drops such sends stays quiet.
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not self.stalled:
                 self._abort(ClientDisconnected("request cancelled (server shutting down?)"))
@@ -252,7 +260,7 @@ class Exchange:
             events = self._take()
             if not events:
                 if self.disconnected:
-                    raise ClientDisconnected("client disconnected")
+                    raise _Gone
                 waiter = self.waiter = self.loop.create_future()
                 await waiter
                 continue
@@ -282,6 +290,9 @@ class Exchange:
                     await send(_ERROR_START)
                     await send({"type": "http.response.body", "body": _ERROR_BODY, "more_body": False})
                     return
+                elif kind is GONE:
+                    self.finished = True
+                    raise _Gone
                 elif kind is ERROR:
                     self.finished = True
                     raise event[1]  # after the response started: the server closes the connection
@@ -312,15 +323,18 @@ class Exchange:
         finally:
             self.blocked_since = None
         if self.disconnected:
-            raise ClientDisconnected("client disconnected")
+            raise _Gone
         if self.listener is None and self.body_done:
             # Servers that drop sends after a disconnect (instead of raising) must not keep
             # the thread pulling a huge iterable for nobody: listen for http.disconnect.
             self.listener = self.loop.create_task(self._listen())
 
     async def _listen(self) -> None:
-        message = await self.receive()
-        if message["type"] == "http.disconnect" and not self.finished:
+        # The app will not read the body any more (body_done), so request messages still
+        # coming (e.g. the empty body of a GET nobody asked for) are dropped.
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        if not self.finished:
             self.disconnected = True
             self._abort(ClientDisconnected("client disconnected"))
             self._wake()
@@ -547,7 +561,11 @@ class Exchange:
             logger.debug("WSGI request ended early: %s", exc)
             return
         try:
-            if self.headers_sent:
+            if self.disconnected and isinstance(exc, OSError):
+                # The app failed because the client left mid-upload: nobody to answer.
+                logger.debug("WSGI app stopped after the client disconnected: %r", exc)
+                self._post((GONE,))
+            elif self.headers_sent:
                 self._post((ERROR, exc))  # the loop raises it; the server logs and closes
             else:
                 logger.error("Exception in WSGI application", exc_info=exc)
