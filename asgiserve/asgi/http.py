@@ -185,8 +185,8 @@ class RequestCycle:
             "state": state.lifespan_state.copy(),
             "extensions": {"http.response.zerocopysend": {}},
         }
-        if state.proxy is not None:
-            state.proxy.apply(scope)
+        if proto.proxy is not None:
+            proto.proxy.apply(scope)
         return scope
 
     async def run_asgi(self) -> None:

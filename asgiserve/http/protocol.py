@@ -35,7 +35,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
-        "idle_since", "pending_error", "eof",
+        "idle_since", "pending_error", "eof", "proxy",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -56,6 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = 0.0
         self.pending_error: Optional[ParseError] = None
         self.eof = False  # the client half-closed: answer what is queued, then close
+        self.proxy: Any = None  # ProxyHeaders when this peer is a trusted proxy
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -74,6 +75,9 @@ class HttpProtocol(asyncio.Protocol):
             self.server = (local, None) if isinstance(local, str) and local else None
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        proxy = self.state.proxy
+        if proxy is not None and (self.client is None or proxy.is_trusted(self.client[0])):
+            self.proxy = proxy  # decided once per connection, not per request
         self.idle_since = self.loop.time()
         self.state.connections.add(self)
         if self.state.shutting_down:
