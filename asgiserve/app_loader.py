@@ -193,5 +193,7 @@ def _adapt(obj: Any, interface: str, config: Config) -> tuple[ASGIApp, str]:
         from .wsgi import WSGIMiddleware  # type: ignore[attr-defined]
     except ImportError as exc:
         raise AppLoadError(f"WSGI support is not available: {exc}") from None
-    wrapped = WSGIMiddleware(obj, threads=config.threads, send_timeout=config.wsgi_send_timeout)
+    wrapped = WSGIMiddleware(
+        obj, threads=config.threads, send_timeout=config.wsgi_send_timeout, multiprocess=config.workers > 1
+    )
     return wrapped, f"WSGI app ({config.threads} threads)"
