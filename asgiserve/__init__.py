@@ -40,9 +40,9 @@ def run(app: Union[str, Callable[..., Any]], **options: Any) -> None:
 
     configure_logging(config)
     if config.workers > 1:
-        from .workers import supervisor  # type: ignore[attr-defined]
+        import importlib
 
-        supervisor.run(config)
+        importlib.import_module("asgiserve.workers.supervisor").run(config)
     else:
         from . import server
 

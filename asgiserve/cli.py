@@ -11,6 +11,7 @@ traceback, since that is their bug to see).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import platform
 import sys
@@ -145,7 +146,7 @@ def serve(app: Optional[str], **options: Any) -> None:
             logger.info("No APP given: serving the built-in demo app (%s). Run 'asgiserve module:app'.", DEMO_APP)
         if config.workers > 1:
             try:
-                from .workers import supervisor  # type: ignore[attr-defined]
+                supervisor = importlib.import_module("asgiserve.workers.supervisor")
             except ImportError as exc:
                 fail(f"--workers {config.workers} needs the worker supervisor, which is unavailable: {exc}",
                      EXIT_STARTUP)
