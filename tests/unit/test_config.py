@@ -233,3 +233,14 @@ def test_public_api() -> None:
 
     assert asgiserve.Server is Server and asgiserve.Config is Config
     assert isinstance(asgiserve.__version__, str)
+
+
+def test_readme_documents_every_flag() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("### Options", 1)[1].split("###", 1)[0]
+    for f in option_fields():
+        flags = f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",)
+        for flag in flags + ((f.metadata["secondary"],) if f.metadata["secondary"] else ()):
+            assert f"`{flag}`" in table, f"README's options table lacks {flag}"
