@@ -94,11 +94,13 @@ def write_outputs(results: dict[str, Any], out_dir: str) -> str:
 
 def scenario_record(s: Any) -> dict[str, Any]:
     variants = [{"id": v.id, "server": v.server, "title": v.title, "kind": v.kind, "app": v.app,
-                 "path": v.path or s.path, "threads": v.opts.threads if v.kind == "wsgi" else None}
+                 "path": v.path or s.path, "threads": v.opts.threads if v.kind == "wsgi" else None,
+                 "note": SERVERS[v.server].note}
                 for v in s.variants]
     return {"name": s.name, "title": s.title, "kind": s.kind, "path": s.path,
             "method": "POST" if s.post_bytes else "GET", "concurrency": list(s.concurrency),
             "body_bytes": s.body_bytes, "post_bytes": s.post_bytes, "conn_counts": list(s.conn_counts),
+            "ideal_seconds": s.ideal_seconds,
             "variants": variants, "baselines": {v.id: s.baseline_for(v) for v in s.variants}, "rows": []}
 
 
@@ -140,10 +142,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             rec = scenario_record(s)
             results["scenarios"].append(rec)
             t = time.monotonic()
-            if s.kind == "memory":
-                rec["memory"] = run_memory(s, st, progress, results["meta"]["failures"])
-            else:
-                rec["rows"] = run_load(s, st, progress, results["meta"]["failures"])
+            try:
+                if s.kind == "memory":
+                    rec["memory"] = run_memory(s, st, progress, results["meta"]["failures"])
+                else:
+                    rec["rows"] = run_load(s, st, progress, results["meta"]["failures"])
+            except (RuntimeError, OSError) as e:  # one broken scenario must not lose the others
+                results["meta"]["failures"][s.name] = f"{type(e).__name__}: {e}"
+                print(f"{s.name}: FAILED: {str(e).strip().splitlines()[-1] if str(e).strip() else e!r}", flush=True)
             rec["seconds"] = time.monotonic() - t
     except KeyboardInterrupt:
         print("interrupted: servers stopped; writing what was measured", file=sys.stderr)

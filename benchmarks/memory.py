@@ -40,7 +40,7 @@ async def _one(port: int, sem: asyncio.Semaphore) -> Any:
 class IdleConnections:
     """``async with IdleConnections(port, n):`` holds n answered keep-alive connections open."""
 
-    def __init__(self, port: int, n: int, in_flight: int = 100, timeout: float = 120.0) -> None:
+    def __init__(self, port: int, n: int, in_flight: int = 100, timeout: float = 60.0) -> None:
         self.port, self.n, self.in_flight, self.timeout = port, n, in_flight, timeout
         self.conns: list[Any] = []
 

@@ -67,6 +67,11 @@ def sweep(s: dict[str, Any], path: str) -> bool:
                                                       [r["rps_max"] - r["rps"] for r in rs]],
                     fmt=style, capsize=3, label=v["title"])
         a2.plot(xs, [r["p99_ms"] for r in rs], style, label=v["title"])
+    if s.get("ideal_seconds"):
+        ideal = s["ideal_seconds"]
+        a1.plot(s["concurrency"], [c / ideal for c in s["concurrency"]], ":", color="gray",
+                label=f"ideal: c / {ideal * 1000:.0f} ms")
+        a2.axhline(ideal * 1000, linestyle=":", color="gray")
     for ax, title in ((a1, "throughput (requests/s)"), (a2, "p99 latency (ms)")):
         ax.set_xscale("log")
         ax.set_yscale("log")

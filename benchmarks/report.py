@@ -15,7 +15,7 @@ def _fmt_ratio(x: Optional[float]) -> str:
 
 
 def _flags(r: dict[str, Any]) -> str:
-    out = []
+    out = [r["note"]] if r.get("note") else []
     if r["saturated"]:
         out.append(f"wrk saturated {r['saturated']}/{r['rounds']}: lower bound")
     if r["errors"]:
@@ -89,10 +89,11 @@ def memory_table(s: dict[str, Any]) -> list[str]:
     for m in s.get("memory", []):
         cells = [titles[m["variant"]], f"{m['idle_rss'] / MiB:.1f} MiB"]
         for n in counts:
-            h = m["held"].get(str(n))
+            h = m["held"].get(str(n)) or {}
             cells.append(f"{h['rss'] / MiB:.1f} MiB" + ("" if h["open"] == n else f" ({h['open']} still open)")
-                         if h else "–")
-        top = m["held"].get(str(counts[-1])) if counts else None
+                         if "rss" in h else ("failed" if h else "–"))
+        top = m["held"].get(str(counts[-1]), {}) if counts else {}
+        top = top if "rss" in top else None
         cells.append(f"{(top['rss'] - m['idle_rss']) / counts[-1] / 1024:.1f} KiB" if top else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional, TextIO
 
 from . import memory
@@ -44,10 +44,14 @@ class Progress:
         self.out.flush()
 
 
+def rounds(s: Scenario, st: Settings) -> int:
+    return min(st.rounds, s.max_rounds or st.rounds)
+
+
 def planned(s: Scenario, st: Settings) -> int:
     if s.kind == "memory":
         return len(s.variants)
-    return len(s.variants) * len(s.concurrency) * st.rounds
+    return len(s.variants) * len(s.concurrency) * rounds(s, st)
 
 
 def _probe_path(s: Scenario, v: Variant) -> str:
@@ -67,6 +71,7 @@ def started(s: Scenario, st: Settings, failures: dict[str, str], progress: Progr
                 p.wait_ready(_probe_path(s, v))
             except RuntimeError as e:
                 failures[f"{s.name}/{vid}"] = str(e)
+                progress.total -= planned(replace(s, variants=(v,)), st)
                 last = str(e).strip().splitlines()
                 progress.line(f"{s.name:<13} {vid}: FAILED to start ({last[-1] if last else '?'}); skipped", False)
                 p.stop()
@@ -92,7 +97,7 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
                     s.timeout_s)
             _drain(p, _probe_path(s, v), s.timeout_s + 30)
         points = [(v, c) for v in variants for c in s.concurrency]
-        for r in range(st.rounds):
+        for r in range(rounds(s, st)):
             for v, c in (points if r % 2 == 0 else points[::-1]):
                 rows.append(_measure(s, st, v, c, r, procs[v.id], progress))
     return rows
@@ -105,7 +110,8 @@ def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
     cpu0 = p.cpu_seconds()
     res = run_wrk(p.url + (v.path or s.path), c, st.duration, st.client_cpu, s.post_bytes, s.timeout_s)
     cpu = p.cpu_seconds() - cpu0
-    row: dict[str, Any] = {"variant": v.id, "concurrency": c, "round": r, **res.as_dict(), "server_cpu": cpu}
+    row: dict[str, Any] = {"variant": v.id, "concurrency": c, "round": r, **res.as_dict(), "server_cpu": cpu,
+                           "port": p.port}
     if s.peak_rss:
         row["peak_rss"] = p.peak_rss()
     _drain(p, _probe_path(s, v), s.timeout_s + 30)
@@ -118,6 +124,8 @@ def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
     speed = f"{res.rps:>9,.0f} req/s"
     if s.body_bytes:
         speed += f" {res.rps * s.body_bytes / 1e6:>7,.0f} MB/s"
+    if s.peak_rss:
+        speed += f"  peak RSS {row['peak_rss'] / 2**20:5.0f} MiB"
     progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {res.latency_us['p99'] / 1000:>7.1f} ms"
                   f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%}" + (f"  {' '.join(flags)}" if flags else ""))
     return row
@@ -133,10 +141,14 @@ def run_memory(s: Scenario, st: Settings, progress: Progress, failures: dict[str
             p = procs[v.id]
             row: dict[str, Any] = {"variant": v.id, "idle_rss": p.rss(), "held": {}}
             for n in s.conn_counts:
-                row["held"][str(n)] = asyncio.run(_hold(p, n))
+                try:
+                    row["held"][str(n)] = asyncio.run(_hold(p, n))
+                except (OSError, RuntimeError, asyncio.TimeoutError) as e:
+                    failures[f"{s.name}/{v.id}/{n}"] = f"{type(e).__name__}: {e}"
+                    row["held"][str(n)] = {"error": f"{type(e).__name__}: {e}"}
             rows.append(row)
-            held = "  ".join(f"{n} conns {h['rss'] / 2**20:6.1f} MiB ({h['open']} open)"
-                             for n, h in row["held"].items())
+            held = "  ".join(f"{n} conns {h['rss'] / 2**20:6.1f} MiB ({h['open']} open)" if "rss" in h
+                             else f"{n} conns FAILED ({h['error']})" for n, h in row["held"].items())
             progress.line(f"{s.name:<13} {v.id:<16} idle {row['idle_rss'] / 2**20:6.1f} MiB  {held}")
     return rows
 

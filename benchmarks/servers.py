@@ -45,6 +45,7 @@ class ServerSpec:
     label: str
     build: Builder
     env: Callable[[str, Opts], dict[str, str]] = field(default=lambda app, opts: {})
+    note: str = ""
 
 
 def _asgiserve(http: str) -> Builder:
@@ -95,8 +96,10 @@ def _granian(interface: str) -> Builder:
             cmd += ["--loop", "uvloop"]
         else:
             cmd += ["--blocking-threads", str(o.threads)]
-        if o.keep_alive is not None:  # hyper closes idle keep-alive connections at its header-read timeout
-            cmd += ["--http1-header-read-timeout", "60000"]
+        if o.keep_alive is not None:
+            # hyper closes idle keep-alive connections at its header-read timeout, and granian stops
+            # accepting beyond --backpressure (default: backlog) open connections.
+            cmd += ["--http1-header-read-timeout", "60000", "--backpressure", "20000"]
         return cmd + [app]
     return build
 
@@ -127,7 +130,8 @@ SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("granian", "asgi", "granian (asgi)", _granian("asgi")),
     ServerSpec("limit", "limit", "limit (canned uvloop Protocol)", _limit),
     ServerSpec("asgiserve-wsgi", "wsgi", "asgiserve WSGI bridge", _asgiserve_wsgi),
-    ServerSpec("gunicorn-sync", "wsgi", "gunicorn sync", _gunicorn("sync")),
+    ServerSpec("gunicorn-sync", "wsgi", "gunicorn sync", _gunicorn("sync"),
+               note="no keep-alive by design: a new connection per request"),
     ServerSpec("gunicorn-gthread", "wsgi", "gunicorn gthread", _gunicorn("gthread")),
     ServerSpec("uvicorn-a2wsgi", "wsgi", "uvicorn + a2wsgi", _uvicorn_a2wsgi, _a2wsgi_env),
     ServerSpec("granian-wsgi", "wsgi", "granian (wsgi)", _granian("wsgi")),

@@ -26,7 +26,7 @@ def summarise(scenario: dict[str, Any]) -> list[dict[str, Any]]:
                 for k, n in r["errors"].items():
                     errors[k] = errors.get(k, 0) + n
             row = {
-                "variant": v["id"], "title": v["title"], "kind": v["kind"], "concurrency": c, "rounds": len(rs),
+                "variant": v["id"], "title": v["title"], "kind": v["kind"], "note": v.get("note", ""), "concurrency": c, "rounds": len(rs),
                 "rps": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
                 "per_cpu": statistics.median(per_cpu) if per_cpu else None,
                 "p50_ms": statistics.median(r["latency_us"]["p50"] for r in rs) / 1000,
