@@ -190,7 +190,7 @@ def _adapt(obj: Any, interface: str, config: Config) -> tuple[ASGIApp, str]:
     if interface == "asgi2":
         return ASGI2Adapter(obj), "ASGI 2 app"
     try:
-        from .wsgi import WSGIMiddleware  # type: ignore[attr-defined]
+        from .wsgi import WSGIMiddleware
     except ImportError as exc:
         raise AppLoadError(f"WSGI support is not available: {exc}") from None
     wrapped = WSGIMiddleware(

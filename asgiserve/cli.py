@@ -27,8 +27,13 @@ from .errors import EXIT_STARTUP, EXIT_USAGE, AsgiserveError, ConfigError
 DEMO_APP = "asgiserve.demo:app"
 logger = logging.getLogger("asgiserve.error")
 
+if typing.TYPE_CHECKING:  # click >= 8.2 makes ParamType generic; 8.1 does not
+    _ParamType = click.ParamType[Any]
+else:
+    _ParamType = click.ParamType
 
-class OctalInt(click.ParamType):
+
+class OctalInt(_ParamType):
     name = "octal"
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
@@ -46,7 +51,7 @@ class OctalInt(click.ParamType):
         return number
 
 
-class LineList(click.ParamType):
+class LineList(_ParamType):
     """A repeatable string whose env var holds one value per line ('Name: value' may have spaces)."""
 
     name = "text"
@@ -57,15 +62,15 @@ class LineList(click.ParamType):
 
 
 # Types the annotation alone cannot express. Keyed by field name; not a second option list.
-SPECIAL_TYPES: dict[str, click.ParamType] = {
+SPECIAL_TYPES: dict[str, _ParamType] = {
     "umask": OctalInt(),
     "headers": LineList(),
     "log_config": click.Path(exists=True, dir_okay=False),
 }
-PLAIN_TYPES: dict[Any, click.ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING}
+PLAIN_TYPES: dict[Any, _ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
 
-def _click_type(f: "dataclasses.Field[Any]", annotation: Any) -> Optional[click.ParamType]:
+def _click_type(f: "dataclasses.Field[Any]", annotation: Any) -> Optional[_ParamType]:
     if f.name in SPECIAL_TYPES:
         return SPECIAL_TYPES[f.name]
     if f.metadata.get("choices"):

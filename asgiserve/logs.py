@@ -89,7 +89,7 @@ def load_log_config(path: str) -> None:
             logging.config.dictConfig(data)
         elif path.endswith((".yaml", ".yml")):
             try:
-                import yaml  # type: ignore[import-untyped]
+                import yaml
             except ImportError:
                 raise ConfigError(f"--log-config {path}: YAML needs PyYAML installed") from None
             with open(path, encoding="utf-8") as fh:
@@ -141,8 +141,8 @@ def _client(scope: Scope) -> str:
 
 
 def _target(scope: Scope) -> str:
-    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-    query = scope["query_string"]
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query: bytes = scope["query_string"]
     if query:
         return (raw + b"?" + query).decode("latin-1")
     return raw.decode("latin-1")
