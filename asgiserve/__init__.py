@@ -36,7 +36,10 @@ def run(app: Union[str, Callable[..., Any]], **options: Any) -> None:
     if unknown:
         raise TypeError(f"run() got an unexpected keyword argument {unknown[0]!r}")
     config = Config(app=app, **options)
+    from .cli import preflight
     from .logs import configure_logging
+
+    preflight(config)
 
     configure_logging(config)
     if config.workers > 1:

@@ -136,11 +136,23 @@ def fail(message: str, code: int) -> "typing.NoReturn":
     sys.exit(code)
 
 
+def preflight(config: Config) -> None:
+    """Check the values only their runtime users parse, before anything is bound or loaded."""
+    from .logs import compile_format
+    from .proxy import parse_trusted
+
+    if config.proxy_headers:
+        parse_trusted(config.forwarded_allow_ips)
+    if config.access_log_format:
+        compile_format(config.access_log_format)
+
+
 def serve(app: Optional[str], **options: Any) -> None:
     """Build the Config, set up logging and run the server (or the worker supervisor)."""
     demo = app is None
     try:
         config = Config(app=DEMO_APP if demo else app, **options)
+        preflight(config)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     try:

@@ -35,9 +35,9 @@ def clean_env() -> dict[str, str]:
 class Proc:
     """A running `python -m asgiserve`, its stderr/stdout collected line by line by threads."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, command: Optional[list[str]] = None) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "asgiserve", *args],
+            (command or [sys.executable, "-m", "asgiserve"]) + args,
             cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.err_lines: list[str] = []
@@ -265,3 +265,25 @@ def test_console_script_and_version(tmp_path: Path) -> None:
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=DEADLINE,
                             env=clean_env())
     assert result.returncode == 0 and result.stdout.startswith("asgiserve ")
+
+
+def test_programmatic_run(tmp_path: Path) -> None:
+    write_app(tmp_path, "hello", HELLO)
+    code = "import asgiserve, hello; asgiserve.run(hello.app, port=0, http='h11', access_log=False)"
+    proc = Proc([], tmp_path, command=[sys.executable, "-c", code])
+    try:
+        url = listening_url(proc)
+        assert httpx.get(url + "/prog", timeout=10).text == "hello from /prog"
+        proc.signal(signal.SIGTERM)
+        assert proc.finish() == 0, proc.stderr
+        assert proc.out_lines == []  # access_log=False reached the server
+    finally:
+        proc.kill()
+
+
+def test_programmatic_run_unknown_keyword(tmp_path: Path) -> None:
+    code = "import asgiserve; asgiserve.run('m:app', prot=1)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True,
+                            text=True, timeout=DEADLINE)
+    assert result.returncode == 1
+    assert "TypeError: run() got an unexpected keyword argument 'prot'" in result.stderr

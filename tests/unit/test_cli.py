@@ -179,3 +179,18 @@ def test_main_entry_point_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pyt
         cli_module.main(["--no-such-flag"])
     assert info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--forwarded-allow-ips", "10.0.0.0/40"], "--forwarded-allow-ips"),
+        (["--access-log-format", "%(s)d %("], "--access-log-format"),
+    ],
+)
+def test_runtime_parsed_values_are_checked_up_front(recorder: list[Config], args: list[str], fragment: str) -> None:
+    result = invoke(*args, "m:a")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0]
+    assert recorder == []
