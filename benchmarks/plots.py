@@ -41,8 +41,10 @@ def bars(results: dict[str, Any], names: tuple[str, ...], path: str) -> bool:
             if r["saturated"]:
                 note += " (wrk-bound)"
             ax.text(r[key], i, note, va="center", fontsize=8)
-        ax.set_title(f"{s['title']}: {'MB/s' if mb else 'requests/s'}, median of rounds, min-max whiskers",
-                     fontsize=10)
+        kinds = {r["kind"] for r in rows}
+        vs = "ratios: ASGI to uvicorn, WSGI to uvicorn+a2wsgi" if "wsgi" in kinds and len(kinds) > 1 else ""
+        ax.set_title(f"{s['title']}: {'MB/s' if mb else 'requests/s'}, median of rounds, min-max whiskers"
+                     + (f"\n{vs}" if vs else ""), fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
         ax.set_xlim(0, max(r[key + "_max"] for r in rows) * 1.22)
     fig.tight_layout()

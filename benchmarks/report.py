@@ -16,6 +16,8 @@ def _fmt_ratio(x: Optional[float]) -> str:
 
 def _flags(r: dict[str, Any]) -> str:
     out = [r["note"]] if r.get("note") else []
+    if r["srv_load"] < 0.85 and not r["saturated"]:
+        out.append(f"server busy only {r['srv_load']:.0%} of the time")
     if r["saturated"]:
         out.append(f"wrk saturated {r['saturated']}/{r['rounds']}: lower bound")
     if r["errors"]:
