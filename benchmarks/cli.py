@@ -19,7 +19,7 @@ from .scenarios import all_scenarios, select
 from .servers import REPO, SERVERS
 from .wrk import WRK_MISSING, find_wrk
 
-QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory"]
+QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory"]  # headline servers only
 PACKAGES = ("asgiserve", "uvicorn", "httptools", "uvloop", "h11", "hypercorn", "granian", "gunicorn", "a2wsgi",
             "starlette", "fastapi", "flask")
 
@@ -27,8 +27,8 @@ PACKAGES = ("asgiserve", "uvicorn", "httptools", "uvloop", "h11", "hypercorn", "
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true",
-                   help=f"about a minute: 1 round of 1 s, fewer sweep points; scenarios {','.join(QUICK_SCENARIOS)} "
-                        "unless --scenario is given")
+                   help=f"about a minute: 1 round of 1 s, fewer sweep points, the headline servers (unless --servers), "
+                        f"scenarios {','.join(QUICK_SCENARIOS)} (unless --scenario)")
     p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help="scenario(s) to run (repeatable or comma list); default: all. See --list")
     p.add_argument("--servers", default="", help="comma list of servers to keep (e.g. asgiserve,uvicorn)")

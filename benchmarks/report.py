@@ -50,14 +50,17 @@ def load_table(s: dict[str, Any]) -> list[str]:
     rows = summarise(s)
     mb = s.get("body_bytes", 0) > 0
     head = "| server | " + ("MB/s median (min–max) | " if mb else "req/s median (min–max) | ")
-    head += "ratio | req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | "
+    limit = next((r for r in rows if r["variant"] == "limit"), None)
+    head += "ratio | " + ("of limit | " if limit else "")
+    head += "req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | "
     head += "peak RSS | notes |" if any("peak_rss" in r for r in rows) else "notes |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         val = (f"{r['mbps']:,.0f} ({r['mbps_min']:,.0f}–{r['mbps_max']:,.0f})" if mb
                else f"{r['rps']:,.0f} ({r['rps_min']:,.0f}–{r['rps_max']:,.0f})")
         per_cpu = f"{r['per_cpu']:,.0f}" if r["per_cpu"] else "–"
-        cells = [r["title"], val, _fmt_ratio(r["ratio"]), per_cpu, _fmt_ratio(r["ratio_cpu"]),
+        cells = [r["title"], val, _fmt_ratio(r["ratio"])] + ([f"{r['rps'] / limit['rps']:.0%}"] if limit else [])
+        cells += [per_cpu, _fmt_ratio(r["ratio_cpu"]),
                  f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['srv_load']:.0%}", f"{r['wrk_load']:.0%}"]
         if "peak_rss" in r:
             cells.append(f"{r['peak_rss'] / MiB:,.0f} MiB")

@@ -111,15 +111,19 @@ def all_scenarios() -> list[Scenario]:
     ]
 
 
-def quick(s: Scenario) -> Scenario:
-    """The --quick cut of a scenario: fewer sweep points and connection counts, same shape."""
+QUICK_SERVERS = ("asgiserve", "uvicorn", "granian", "limit", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
+
+
+def quick(s: Scenario, headline_only: bool = True) -> Scenario:
+    """The --quick cut of a scenario: the headline servers, fewer sweep points and connection counts."""
     if s.kind == "sweep":
         conc = tuple(c for c in s.concurrency if c in (1, 50, 500)) or s.concurrency[:2]
         keep = {"async", "sync-8", f"sync-{max(int(v.id[5:]) for v in s.variants if v.id.startswith('sync-'))}"}
         return replace(s, concurrency=conc, variants=tuple(v for v in s.variants if v.id in keep))
+    variants = tuple(v for v in s.variants if v.server in QUICK_SERVERS or not headline_only)
     if s.kind == "memory":
-        return replace(s, conn_counts=s.conn_counts[:1])
-    return s
+        return replace(s, conn_counts=s.conn_counts[:1], variants=variants)
+    return replace(s, variants=variants)
 
 
 def select(names: list[str], servers: list[str], is_quick: bool) -> list[Scenario]:
@@ -134,7 +138,7 @@ def select(names: list[str], servers: list[str], is_quick: bool) -> list[Scenari
     out = []
     for s in (known[n] for n in names) if names else known.values():
         if is_quick:
-            s = quick(s)
+            s = quick(s, headline_only=not servers)
         if servers:
             s = replace(s, variants=tuple(v for v in s.variants if v.server in servers or v.id in servers))
         if s.variants:
