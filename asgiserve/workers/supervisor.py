@@ -503,15 +503,15 @@ class Supervisor:
     def on_worker_exit(self, w: Worker, status: int) -> None:
         text, clean = describe_exit(status, w.killed)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-        if self.stopping:
+        if self.stopping or (w.stopping and not w.aborted):  # we asked it to stop
             level = logging.INFO if clean or w.killed else logging.WARNING
             logger.log(level, "Worker %d %s.", w.pid, text)
             return
+        if w.generation != self.generation:  # outgoing after a reload: not replaced
+            logger.log(logging.INFO if clean else logging.ERROR, "Worker %d (previous generation) %s.", w.pid, text)
+            return
         if w.error is not None or (code == EXIT_STARTUP and not w.ready):
             self.on_boot_failure(w, text)
-            return
-        if w.stopping and not w.aborted:
-            logger.log(logging.INFO if clean else logging.WARNING, "Worker %d %s.", w.pid, text)
             return
         if clean:
             logger.info("Worker %d %s; replacing it.", w.pid, text)
@@ -536,10 +536,10 @@ class Supervisor:
             # A reload brought code that cannot start: keep serving with the workers we have.
             logger.error("Reload failed: a new worker could not boot: %s. Keeping %d worker(s) running the "
                          "previous code.", reason, len(fallback))
-            failed, self.generation = self.generation, max(x.generation for x in fallback)
+            self.generation = max(x.generation for x in fallback)
             now = time.monotonic()
             for x in list(self.workers.values()):
-                if x.generation == failed:
+                if x.generation == w.generation:
                     self.stop_worker(x, signal.SIGTERM, now + QUICK_STOP_GRACE)
             self.reloading = False
             self.status = self._status_text() + " (reload failed)"
