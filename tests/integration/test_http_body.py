@@ -306,7 +306,7 @@ def _send_quietly(client: RawClient, data: bytes) -> None:
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_disconnect_mid_body(serve: Serve, how: str) -> None:
     messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
-    server = serve(recording_echo(messages))
+    server = serve(recording_echo(messages), timeout_graceful_shutdown=1)
     client = server.raw()
     client.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
     collect_until(messages, b"0123456789")
@@ -320,7 +320,7 @@ def test_disconnect_mid_body(serve: Serve, how: str) -> None:
 def test_disconnect_while_app_waits_long_poll(serve: Serve, how: str) -> None:
     """A long-poll app (request fully read, waiting on receive()) learns the client left."""
     messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
-    server = serve(recording_echo_then_wait(messages))
+    server = serve(recording_echo_then_wait(messages), timeout_graceful_shutdown=1)
     client = server.raw()
     client.send(b"GET /poll HTTP/1.1\r\nHost: h\r\n\r\n")
     first = messages.get(timeout=5)
@@ -382,7 +382,7 @@ def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
             outcome.put(exc)
             raise
 
-    server = serve(app)
+    server = serve(app, timeout_graceful_shutdown=1)
     client = server.raw()
     client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     client.read_head()
