@@ -268,3 +268,17 @@ def test_contextvars_do_not_leak_between_requests(serve: Serve) -> None:
         assert client.read_response().body == b"unset|unset"
     with server.raw() as client:
         assert roundtrip(client, b"GET /get HTTP/1.1\r\nHost: h\r\n\r\n").body == b"unset|unset"
+
+
+def test_unix_socket_scope(serve: Serve, tmp_path: Any) -> None:
+    app, scopes = scope_recorder()
+    path = str(tmp_path / "s.sock")
+    server = serve(app, uds=path)
+    with server.raw() as client:
+        response = roundtrip(client, b"GET /u HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert response.status == 200 and response.body == b"ok"
+    scope = scopes[-1]
+    # ASGI: server is [path, None] for a unix socket; client is optional (None when unknown).
+    assert scope["server"] is None or (scope["server"][0] == path and scope["server"][1] is None)
+    assert scope["client"] is None or isinstance(scope["client"][0], str)
+    assert scope["path"] == "/u"

@@ -448,3 +448,25 @@ def test_slow_reader_holds_the_app_in_send(serve: Serve) -> None:
         assert done.wait(10)
     finally:
         sock.close()
+
+
+def test_expect_100_continue_ignored_on_http10(serve: Serve) -> None:
+    messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
+    server = serve(recording_echo(messages))
+    with server.raw() as client:
+        client.send(b"POST / HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc")
+        status, _, head = client.read_head()
+        assert status == 200, head  # HTTP/1.0 clients do not understand interim responses
+        assert client._read_exact(3) == b"abc"
+
+
+def test_expect_100_continue_when_body_already_sent(serve: Serve) -> None:
+    """A client that stopped waiting and sent the body: the final response is still correct."""
+    messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
+    server = serve(recording_echo(messages))
+    with server.raw() as client:
+        client.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc")
+        response = client.read_response()  # skips an interim 100 if one was sent
+        assert response.status == 200 and response.body == b"abc"
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert client.read_response().status == 200

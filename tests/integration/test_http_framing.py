@@ -82,6 +82,13 @@ async def framing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/own-date-server":
         await send(start(200, [(b"date", b"Mon, 01 Jan 2001 00:00:00 GMT"), (b"server", b"myapp/1")]))
         await send(body(b"ok"))
+    elif path == "/app-chunked":  # the app claims to frame it; the server must not double-chunk
+        await send(start(200, [(b"transfer-encoding", b"chunked")]))
+        await send(body(b"abc", True))
+        await send(body(b"def"))
+    elif path == "/bad-cl":
+        await send(start(200, [(b"content-length", b"abc")]))
+        await send(body(b"abc"))
     elif path == "/status/299":
         await send(start(299))
         await send(body(b"odd"))
@@ -415,3 +422,28 @@ def test_head_not_written_before_first_body_message(serve: Serve) -> None:
             client.sock.settimeout(5)
         response = client.read_response()
     assert response.status == 200 and response.body == b"late"
+
+
+def test_app_transfer_encoding_is_not_doubled(serve: Serve) -> None:
+    server = serve(framing_app)
+    with server.raw() as client:
+        client.send(req("/app-chunked"))
+        status, headers, _ = client.read_head()
+        assert status == 200
+        te = [v for k, v in headers if k == b"transfer-encoding"]
+        if te:
+            assert te == [b"chunked"]
+            assert read_chunked_strict(client) == b"abcdef"
+        else:
+            hdrs = dict(headers)
+            assert client._read_exact(int(hdrs[b"content-length"])) == b"abcdef"
+        assert_next_response_clean(client)
+
+
+def test_invalid_app_content_length_gives_500(serve: Serve) -> None:
+    server = serve(framing_app)
+    with server.raw() as client:
+        client.send(req("/bad-cl"))
+        response = client.read_response()
+    assert response.status == 500
+    assert b"abc" not in response.head
