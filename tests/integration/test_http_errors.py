@@ -218,7 +218,7 @@ def test_body_after_response_complete(serve: Serve) -> None:
             assert b"EXTRA" not in client.buffer
         else:
             assert b"EXTRA" not in rest
-    assert any(r.levelname in ("ERROR", "CRITICAL") for r in server.logs.records)
+    # The spec says such messages are ignored; raising in the app (and logging) is also fine.
 
 
 def test_unknown_message_type(serve: Serve) -> None:

@@ -89,6 +89,9 @@ async def framing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/bad-cl":
         await send(start(200, [(b"content-length", b"abc")]))
         await send(body(b"abc"))
+    elif path == "/head-aware":  # a hand-written app that skips the body for HEAD
+        await send(start(200, [(b"content-type", b"text/plain")]))
+        await send(body(b"" if scope["method"] == "HEAD" else b"12345"))
     elif path == "/status/299":
         await send(start(299))
         await send(body(b"odd"))
@@ -447,3 +450,49 @@ def test_invalid_app_content_length_gives_500(serve: Serve) -> None:
         response = client.read_response()
     assert response.status == 500
     assert b"abc" not in response.head
+
+
+def test_head_without_app_length_does_not_claim_zero(serve: Serve) -> None:
+    """For HEAD the server cannot know the length of the GET body: it must not invent 0."""
+    server = serve(framing_app)
+    with server.raw() as client:
+        got = get(client, "/head-aware")
+        assert got.body == b"12345"
+        head = get(client, "/head-aware", method="HEAD")
+        assert head.status == 200
+        assert head.header(b"content-length") in (None, b"5"), head.head
+        assert_next_response_clean(client)
+
+
+def test_zerocopysend_extension(serve: Serve, tmp_path: Any) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB: several file pieces
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        assert "http.response.zerocopysend" in scope["extensions"]
+        with open(path, "rb") as f:
+            if scope["path"] == "/whole":
+                await send(start(200, [(b"content-length", b"%d" % len(data))]))
+                await send({"type": "http.response.zerocopysend", "file": f})
+            else:  # a range, then a trailing body message
+                await send(start(200))
+                await send({"type": "http.response.zerocopysend", "file": f, "offset": 1000, "count": 300000,
+                            "more_body": True})
+                await send(body(b"END"))
+
+    server = serve(app)
+    with server.raw(timeout=10) as client:
+        whole = get(client, "/whole")
+        assert whole.status == 200 and whole.body == data
+        part = get(client, "/range")
+        assert part.status == 200 and part.body == data[1000:301000] + b"END"
+        assert_next_response_clean_app(client)
+
+
+def assert_next_response_clean_app(client: RawClient) -> None:
+    client.send(req("/whole"))
+    response = client.read_response()
+    assert response.status == 200 and len(response.body) == 1024 * 1024
