@@ -6,6 +6,8 @@ side, pipelining (in order, with bodies, stopped by a close), and the idle timeo
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from typing import Any, Callable
 
 import pytest
@@ -262,3 +264,62 @@ def test_keep_alive_timeout_spares_in_flight_request(serve: Serve) -> None:
         response = client.read_response()
         assert response.status == 200 and response.body == b"GET /sleep "
         assert b"close" not in connection_tokens(response)
+
+
+def test_incomplete_request_head_is_timed_out(serve: Serve) -> None:
+    """A client that trickles part of a head and stops (slowloris) does not hold the connection."""
+    app, calls = make_app()
+    server = serve(app, timeout_keep_alive=0.3)
+    with server.raw(timeout=5) as client:
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
+        data = client.read_until_close()  # EOF well before the socket timeout
+    assert data == b"" or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 400"), data
+    assert calls == []
+
+
+def test_pipeline_flood_from_a_client_that_never_reads(serve: Serve) -> None:
+    """Pipelined requests whose responses are never read must stop being processed once the
+    write side is backed up; otherwise responses pile up in server memory without bound."""
+    calls = [0]
+    response = b"r" * 16384
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        calls[0] += 1
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(response))]})
+        await send({"type": "http.response.body", "body": response})
+
+    server = serve(app, timeout_graceful_shutdown=1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no receive autotuning
+    sock.connect((server.host, server.port))
+    sock.setblocking(False)
+    requests = req("/flood") * 4000  # 4000 * 16 KiB = 64 MiB of responses if all were processed
+    sent = 0
+    deadline = time.monotonic() + 10
+    try:
+        while sent < len(requests) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(requests[sent : sent + 65536])
+            except BlockingIOError:
+                break  # the server stopped reading; what is sent is enough
+        stalled = wait_until_stalled(lambda: calls[0])
+        assert stalled < 1000, f"{stalled} responses of 16 KiB produced for a client that reads nothing"
+    finally:
+        sock.close()
+
+
+def wait_until_stalled(progress: Callable[[], int], timeout: float = 15.0) -> int:
+    """Poll ``progress`` until it stops moving for a while; returns the last value."""
+    deadline = time.monotonic() + timeout
+    last, still = -1, 0
+    while time.monotonic() < deadline:
+        value = progress()
+        still = still + 1 if value == last else 0
+        last = value
+        if still >= 10:
+            break
+        time.sleep(0.05)
+    return progress()
