@@ -60,9 +60,23 @@ class ServerState:
         self.context = contextvars.copy_context()
 
     def refresh_headers(self) -> None:
-        self.default_headers = default_headers(
-            self.config.server_header, self.config.date_header, self.extra_headers
-        )
+        config = self.config
+        self.default_headers = default_headers(config.server_header, config.date_header, self.extra_headers)
+        self._partial_defaults: dict[frozenset[bytes], bytes] = {}
+
+    def defaults_without(self, head: Any) -> bytes:
+        """Default headers minus Date/Server when the app set its own (rare; cached per second)."""
+        own = head.own_defaults
+        cached = self._partial_defaults.get(own)
+        if cached is None:
+            config = self.config
+            cached = default_headers(
+                config.server_header and b"server" not in own,
+                config.date_header and b"date" not in own,
+                self.extra_headers,
+            )
+            self._partial_defaults[own] = cached
+        return cached
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
         task = self.loop.create_task(coro, context=self.context.copy())

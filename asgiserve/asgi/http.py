@@ -100,6 +100,9 @@ class RequestCycle:
         self.expect_continue = False
         self._wake()
 
+    def response_state(self) -> int:
+        return self.response
+
     def response_started(self) -> bool:
         return self.response != WAITING
 
@@ -350,7 +353,8 @@ class RequestCycle:
             # The client still waits for a 100 Continue we will never send: whether it then
             # sends the body or not is ambiguous, so this connection can't be reused.
             keep_alive = False
-        parts = [status_line(status), proto.state.default_headers, head.header_bytes]
+        defaults = proto.state.default_headers if not head.own_defaults else proto.state.defaults_without(head)
+        parts = [status_line(status), defaults, head.header_bytes]
         if no_body_status(status):
             if head.content_length is not None and status == 304:
                 parts.append(b"content-length: %d\r\n" % head.content_length)
@@ -358,10 +362,12 @@ class RequestCycle:
             parts.append(b"content-length: %d\r\n" % head.content_length)
             if not self.is_head:
                 self.remaining = head.content_length
+        elif self.is_head:
+            if body:  # the app sent the body a GET would get: its length is the truth
+                parts.append(b"content-length: %d\r\n" % len(body))
+            # else: the GET length is unknown, and claiming 0 would be a lie; none is needed
         elif not more:
             parts.append(b"content-length: %d\r\n" % len(body))
-        elif self.is_head:
-            pass  # no body follows, so no framing is needed
         elif self.http10:
             keep_alive = False  # close-delimited
         else:

@@ -55,8 +55,8 @@ class Lifespan:
         logger.info("Application startup complete.")
 
     async def shutdown(self) -> None:
-        if not self.supported or self.task is None:
-            return
+        if not self.supported or self.task is None or self.failure is not None or self.task.done():
+            return  # never started (or already gone): there is nothing to shut down
         self.phase = "shutdown"
         self.queue.put_nowait({"type": "lifespan.shutdown"})
         try:

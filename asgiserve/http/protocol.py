@@ -115,6 +115,11 @@ class HttpProtocol(asyncio.Protocol):
             self.drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        queue = self.queue
+        if queue and queue[0].response_state() == 0 and queue[0].task is None and not self.closed:
+            queue[0].start()  # held back by cycle_finished while writes were paused
+            if self.read_paused and self.buffered <= BODY_HIGH_WATER and len(queue) <= MAX_PIPELINE:
+                self.resume_reading()
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed:
@@ -196,6 +201,11 @@ class HttpProtocol(asyncio.Protocol):
             # The app answered without reading the whole body: drop the rest as it arrives.
             cycle.discard_body()
         if self.queue:
+            if self.write_paused:
+                # A client that does not read its responses gets no more of them computed:
+                # the next pipelined request starts once the write buffer drains.
+                self.pause_reading()
+                return
             self.queue[0].start()
         elif self.pending_error is not None:
             error, self.pending_error = self.pending_error, None

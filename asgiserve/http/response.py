@@ -34,7 +34,7 @@ class ResponseError(Exception):
 class ResponseHead:
     """The validated head of an app's response, and what its headers say about framing."""
 
-    __slots__ = ("status", "header_bytes", "content_length", "close", "headers")
+    __slots__ = ("status", "header_bytes", "content_length", "close", "headers", "own_defaults")
 
     def __init__(
         self,
@@ -43,7 +43,9 @@ class ResponseHead:
         content_length: Optional[int],
         close: bool,
         headers: list[tuple[bytes, bytes]],
+        own_defaults: frozenset[bytes] = frozenset(),
     ) -> None:
+        self.own_defaults = own_defaults  # "date"/"server" the app set itself: ours are left out
         self.status = status
         self.header_bytes = header_bytes  # app headers, each "name: value\r\n", minus framing ones
         self.content_length = content_length
@@ -65,6 +67,7 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
     parts: list[bytes] = []
     content_length: Optional[int] = None
     close = False
+    own: set[bytes] = set()
     header_list = []
     for item in headers:
         name, value = item  # raises on a wrong shape; caught by the caller as a bad message
@@ -90,8 +93,13 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
             if b"close" in value.lower():
                 close = True
             continue
+        if lname == b"date" or lname == b"server":
+            own.add(lname)
         parts.append(b"%s: %s\r\n" % (name, value))
-    return ResponseHead(status, b"".join(parts), content_length, close, header_list)
+    return ResponseHead(status, b"".join(parts), content_length, close, header_list, frozenset(own) if own else EMPTY)
+
+
+EMPTY: frozenset[bytes] = frozenset()
 
 
 def default_headers(server_header: bool, date_header: bool, extra: Iterable[tuple[bytes, bytes]]) -> bytes:
