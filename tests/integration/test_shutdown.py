@@ -41,7 +41,7 @@ def wait_refused(server: RunningServer, timeout: float = 5.0) -> None:
     while time.monotonic() < deadline:
         try:
             probe = socket.create_connection((server.host, server.port), timeout=1)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):  # reset: the listener closed mid-handshake
             return
         probe.close()
         time.sleep(0.01)
