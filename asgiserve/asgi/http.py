@@ -48,7 +48,7 @@ class RequestCycle:
         "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
         "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
-        "http10", "counted", "head_pending",
+        "http10", "counted", "head_pending", "peer_eof",
     )
 
     def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
@@ -74,6 +74,7 @@ class RequestCycle:
         self.discarding = False
         self.counted = False
         self.head_pending = False  # start received, head not yet written
+        self.peer_eof = False  # the client sent FIN: no more input, but it may still read
         # Keep-alive by HTTP/1.1 and 1.0 rules; one pass over the headers.
         keep_alive = not self.http10
         for name, value in head.headers:
@@ -115,6 +116,10 @@ class RequestCycle:
         if self.chunks:
             self.proto.body_consumed(sum(map(len, self.chunks)))
             self.chunks.clear()
+
+    def peer_closed(self) -> None:
+        self.peer_eof = True
+        self._wake()
 
     def disconnect(self) -> None:
         self.disconnected = True
@@ -203,7 +208,10 @@ class RequestCycle:
             if result is not None:
                 logger.error("ASGI callable returned a value instead of None: %r", result)
             if self.response == WAITING:
-                logger.error("ASGI callable returned without starting a response.")
+                if self.peer_eof:
+                    logger.debug("Client closed the connection before a response was sent.")
+                else:
+                    logger.error("ASGI callable returned without starting a response.")
                 self.fail_response()
             elif self.response == STARTED:
                 logger.error("ASGI callable returned without completing the response.")
@@ -261,6 +269,8 @@ class RequestCycle:
                 if not self.body_sent:
                     self.body_sent = True
                     return {"type": "http.request", "body": b"", "more_body": False}
+                if self.peer_eof:
+                    return dict(DISCONNECT)
             elif self.expect_continue and self.response == WAITING:
                 self.expect_continue = False
                 self.proto.transport.write(CONTINUE_100)

@@ -99,9 +99,13 @@ class HttpProtocol(asyncio.Protocol):
         if events:
             self.handle_events(events)
         if self.queue and not self.closed:
-            # A client may half-close after sending its request (HTTP/1.0 tools do):
-            # keep the write side open to answer what was received, then close.
+            # A FIN is either a client that left or one that half-closed after sending its
+            # request (some HTTP/1.0 tools do). Keep the write side open so the latter still
+            # gets its answer, and tell apps waiting for more input (long polls) that none
+            # will come: receive() says http.disconnect once the body is delivered.
             self.eof = True
+            for cycle in self.queue:
+                cycle.peer_closed()
             return True
         return False
 

@@ -365,3 +365,25 @@ async def test_zerocopysend_streams_a_file_range(http_impl: str, tmp_path: Any) 
     head, body = responses(transport.take())[0]
     assert body == path.read_bytes()[10:300010]
     assert not transport.closed
+
+
+async def test_fin_tells_a_long_poll_app_but_the_response_still_goes_out(http_impl: str) -> None:
+    """A FIN after a complete request: receive() reports http.disconnect (the client may have left),
+    yet an app that answers anyway reaches a client that only half-closed."""
+    seen = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(await receive())
+        seen.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    proto, transport = connect(app, http_impl)
+    proto.data_received(b"GET /poll HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    assert len(seen) == 1
+    assert proto.eof_received() is True
+    await settle()
+    assert seen[1] == {"type": "http.disconnect"}
+    assert responses(transport.take())[0][1] == b"late"
+    assert transport.closed
