@@ -20,7 +20,7 @@ from tests.support import RawClient, RunningServer
 Serve = Callable[..., RunningServer]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1024 * 1024
-BIG = int(os.environ.get("ASGISERVE_TEST_BIG_MB", "256")) * MIB
+BIG = int(os.environ.get("ASGISERVE_TEST_BIG_MB", "1024")) * MIB
 
 
 def chunked_body(response_bytes: bytes) -> bytes:
@@ -217,7 +217,11 @@ async def main():
                     access_log=False, log_level="warning", threads=4)
     server = Server(config)
     task = asyncio.ensure_future(server.serve())
-    await server.started.wait()
+    started = asyncio.ensure_future(server.started.wait())
+    await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        print("failed", flush=True)
+        await task  # raises the startup error
     print(server.sockets[0].getsockname()[1], flush=True)
     await task
 
