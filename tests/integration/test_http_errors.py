@@ -330,6 +330,10 @@ MALFORMED = {
     "cl-plus": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc",
     "cl-hex": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x3\r\n\r\nabc",
     "cl-two-numbers": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3 3\r\n\r\nabc",
+    "cl-overflow": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\nabc",
+    # RFC 9112 3.2: a server MUST answer 400 to a 1.1 request without Host, or with two.
+    "missing-host": b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n",
+    "duplicate-host": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 }
 
 
@@ -419,6 +423,9 @@ SMUGGLING = {
     "huge-chunk-size": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n",
     "chunk-size-prefix": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
     "bad-chunk-terminator": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n",
+    "chunk-lf-terminator": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+    "te-double-chunked": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\n",
 }
 
 
@@ -487,3 +494,52 @@ def test_limit_concurrency_503(serve: Serve) -> None:
         release.set()
         holder.close()
     assert calls == ["/hold", "/again"]
+
+
+def test_obs_fold_is_rejected_or_unfolded(serve: Serve) -> None:
+    """RFC 9112 5.2: reject a folded header line with 400, or replace the fold with spaces."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append([tuple(h) for h in scope["headers"]])
+        await send(start(200, [(b"content-length", b"2")]))
+        await send(body(b"ok"))
+
+    server = serve(app)
+    with server.raw() as client:
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\nX-Next: c\r\n\r\n" + SMUGGLE)
+        response = client.read_response()
+        if response.status == 400:
+            assert client.buffer == b"" and client.is_closed()
+            assert seen == []
+            return
+        assert response.status == 200
+    headers = dict(seen[0])
+    assert b"\r" not in headers[b"x-folded"] and b"\n" not in headers[b"x-folded"]
+    assert headers[b"x-folded"].split() == [b"a", b"b"]
+    assert headers[b"x-next"] == b"c"
+    assert b" b" not in headers  # the continuation never became a header of its own
+
+
+def test_blank_lines_between_pipelined_requests(serve: Serve) -> None:
+    """RFC 9112 2.2: a server SHOULD ignore blank lines before a request line (clients that
+    add CRLF after a POST body); both parsers must agree."""
+    app, calls = counting_app()
+    server = serve(app)
+    with server.raw() as client:
+        client.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi\r\n" + req("/b"))
+        assert client.read_response().status == 200
+        assert client.read_response().status == 200
+    assert calls == ["/a", "/b"]
+
+
+def test_content_length_with_leading_zeros_is_valid(serve: Serve) -> None:
+    app, calls = counting_app()
+    server = serve(app)
+    with server.raw() as client:
+        client.send(b"POST /z HTTP/1.1\r\nHost: h\r\nContent-Length: 003\r\n\r\nabc" + req("/next"))
+        assert client.read_response().status == 200
+        assert client.read_response().status == 200
+    assert calls == ["/z", "/next"]
