@@ -1,0 +1,234 @@
+"""RFC 9112 request validation shared by both parser adapters.
+
+``inspect_head`` is called by both adapters on every completed head and decides the body
+framing, so a request reaches the core only if it is unambiguously framed. The decisions
+(identical on httptools and h11; the shared corpus in tests/corpus pins each one):
+
+* Version: HTTP/1.0 and HTTP/1.1 only. A well-formed ``HTTP/x.y`` other than those -> 505;
+  HTTP/0.9 (explicit, or a request line without a version) -> 400 (it has no HTTP/1 framing).
+* Method: one of ``METHODS`` (the registered methods llhttp knows, upper case). Anything else,
+  including lower-case ``get``, -> 400: httptools cannot parse other methods, so neither may h11.
+* Target: origin-form (``/...``); absolute-form (``scheme://authority[/?...]``); ``*`` only with
+  OPTIONS; authority-form (``host:port``) only with, and required for, CONNECT. Every byte must
+  be visible ASCII (both parsers enforce that at the byte level). Anything else -> 400.
+* Host: HTTP/1.1 needs exactly one Host field, HTTP/1.0 at most one -> else 400 (RFC 9112 3.2).
+* Content-Length: at most one field line; its value is 1+ ASCII digits (no sign, space, hex,
+  comma list, even "3, 3") below 2**64 -> else 400.
+* Transfer-Encoding: exactly one field line whose value is ``chunked`` (any case). A list such
+  as ``gzip, chunked`` or ``chunked, identity``, any other coding, TE together with
+  Content-Length, or TE in an HTTP/1.0 request (RFC 9112 6.1: faulty framing) -> 400. RFC 9112
+  suggests 501 for codings we do not implement; we answer 400 for every TE problem since the
+  body cannot be framed either way and the connection closes.
+* CONNECT is delivered as an ordinary request without a body (asgiserve serves ``http`` only and
+  never tunnels); a CONNECT with a body (Content-Length > 0 or Transfer-Encoding) -> 400.
+  Bytes after a CONNECT head are parsed as the next request.
+* ``Upgrade`` is ignored: the request is delivered with its body and parsing continues.
+
+Byte-level rules, enforced natively by llhttp and by the h11 adapter through ``check_raw_head``
+(h11 alone is laxer): lines end in CRLF (a bare LF anywhere in a head -> 400); no obs-fold or
+other line starting with whitespace; header names are tokens directly followed by ``:``;
+values contain no CTL except HTAB (CR, LF, NUL, DEL included). Multiple spaces between the
+request-line elements are accepted (RFC 9112 3 allows it and llhttp does), tabs are not.
+Leading empty lines before a request line are skipped (RFC 9112 2.2).
+
+Chunked bodies: chunk-size is 1+ hex digits below 2**64 (leading zeros allowed), directly
+followed by optional extensions ``;name[=token|"quoted"]`` (no whitespace anywhere) and CRLF;
+chunk data must be followed by exactly CRLF. Trailer fields are parsed like header fields,
+counted against the same limits and dropped; a Content-Length or Transfer-Encoding trailer
+-> 400.
+"""
+from __future__ import annotations
+
+import re
+
+from .limits import REQUEST_LINE_OVERHEAD, HeadLimits, Reject
+
+METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
+    b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
+    b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+_METHOD_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1))
+
+CHUNKED = -1
+MAX_LENGTH = 2**64 - 1
+
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+# Authority characters llhttp accepts in absolute-form (no '/', '?' or '#').
+_AUTHORITY = rb"\x21\x24-\x2e\x30-\x3b\x3d\x40-\x5b\x5d\x5f\x61-\x7a\x7e"
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://[" + _AUTHORITY + rb"]+(?:[/?][\x21-\x7e]*)?")
+_AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+")
+_VISIBLE = re.compile(rb"[\x21-\x7e]*")
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING = 1, 2, 3
+_FRAMING_FIELDS = {b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING}
+
+
+def inspect_head(
+    method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: HeadLimits
+) -> int:
+    """Validate a complete head; return its body length (0: none) or ``CHUNKED``.
+
+    ``headers`` are (lower-cased name, stripped value) in wire order. Raises ``Reject``.
+    """
+    if version != "1.1" and version != "1.0":
+        if version == "0.9":
+            raise Reject(400, "HTTP/0.9 is not supported")
+        raise Reject(505, "HTTP version not supported")
+    if method not in METHODS:
+        raise Reject(400, "Invalid method")
+    if target[:1] != b"/" or method == b"CONNECT":
+        _check_target_form(method, target)
+    if len(target) > limits.target_fast_max:
+        limits.check_request_line(method, target)
+    if len(headers) > limits.fields:
+        raise Reject(431, "Too many header fields")
+    field_max = limits.field_size - 2  # same rule as HeadLimits.check_field, in this one pass
+    hosts = 0
+    length = encoding = None
+    get = _FRAMING_FIELDS.get
+    for name, value in headers:
+        if len(name) + len(value) > field_max:
+            raise Reject(431, "Header field too large")
+        kind = get(name)
+        if kind is not None:
+            if kind == _HOST:
+                hosts += 1
+            elif kind == _CONTENT_LENGTH:
+                if length is not None:
+                    raise Reject(400, "Multiple Content-Length fields")
+                length = value
+            else:
+                if encoding is not None:
+                    raise Reject(400, "Multiple Transfer-Encoding fields")
+                encoding = value
+    if hosts != 1 and (hosts or version == "1.1"):
+        raise Reject(400, "Missing Host field" if not hosts else "Multiple Host fields")
+    if encoding is not None:
+        if version == "1.0":
+            raise Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if length is not None:
+            raise Reject(400, "Both Content-Length and Transfer-Encoding")
+        if encoding.lower() != b"chunked":
+            raise Reject(400, "Unsupported Transfer-Encoding")
+        if method == b"CONNECT":
+            raise Reject(400, "CONNECT with a body")
+        return CHUNKED
+    if length is not None:
+        if not length.isdigit() or len(length) > 20:
+            raise Reject(400, "Invalid Content-Length")
+        size = int(length)
+        if size > MAX_LENGTH:
+            raise Reject(400, "Invalid Content-Length")
+        if size and method == b"CONNECT":
+            raise Reject(400, "CONNECT with a body")
+        return size
+    return 0
+
+
+def _check_target_form(method: bytes, target: bytes) -> None:
+    if method == b"CONNECT":
+        if _AUTHORITY_FORM.fullmatch(target) is None:
+            raise Reject(400, "Invalid CONNECT target")
+    elif target == b"*":
+        if method != b"OPTIONS":
+            raise Reject(400, "Asterisk target is only for OPTIONS")
+    elif _ABSOLUTE_FORM.fullmatch(target) is None:
+        raise Reject(400, "Invalid request target")
+
+
+# -- chunked bodies -------------------------------------------------------------------
+
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_EXT_VALUE = rb"(?:[" + _TCHAR + rb"]*|" + _QUOTED + rb")"
+# llhttp's extension grammar: ';' then a name (may be empty only if '=' follows) [= value].
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:;(?:[" + _TCHAR + rb"]+(?:=" + _EXT_VALUE + rb")?|=" + _EXT_VALUE + rb"))*"
+)
+
+
+def parse_chunk_size(line: bytes) -> int:
+    """Size of a chunk from its size line (CRLF removed). Raises ``Reject``."""
+    match = _CHUNK_LINE.fullmatch(line)
+    if match is None:
+        raise Reject(400, "Invalid chunk size line")
+    size = int(match.group(1), 16)
+    if size > MAX_LENGTH:
+        raise Reject(400, "Chunk size overflow")
+    return size
+
+
+_FIELD_LINE = re.compile(rb"([" + _TCHAR + rb"]+):([\t\x20-\x7e\x80-\xff]*)")
+
+
+def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
+    """(lower-cased name, stripped value) of one field line (CRLF removed). Raises ``Reject``."""
+    match = _FIELD_LINE.fullmatch(line)
+    if match is None:
+        raise Reject(400, "Invalid header field line")
+    return match.group(1).lower(), match.group(2).strip(b" \t")
+
+
+def check_trailer(name: bytes) -> None:
+    if name == b"content-length" or name == b"transfer-encoding":
+        raise Reject(400, "Framing field in trailers")
+
+
+# -- byte-level checks for the h11 adapter (llhttp does these natively) --------------------
+
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(rb"  +")
+_REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) +([\x21-\x7e]+) +HTTP/[0-9]\.[0-9]")
+_VERSION = b"HTTP/0.0"
+
+
+def check_raw_head(head: bytes) -> None:
+    """Rules h11 does not enforce itself: CRLF only, no obs-fold, no CTL in values."""
+    if head.count(b"\n") != head.count(b"\r\n"):
+        raise Reject(400, "Bare LF in request head")
+    if b"\n " in head or b"\n\t" in head:
+        raise Reject(400, "Obsolete line folding")
+    if _CTL.search(head) is not None:
+        raise Reject(400, "Control character in request head")
+
+
+def normalize_request_line(line: bytes) -> bytes:
+    """Collapse runs of spaces between request-line elements, as llhttp accepts them."""
+    return _SPACES.sub(b" ", line) if b"  " in line else line
+
+
+def check_request_line_prefix(line: bytes, complete: bool, limits: HeadLimits) -> None:
+    """Errors llhttp reports as soon as it reads them, for a request line (CRLF removed) that
+    may still be incomplete. Lets the h11 adapter answer a bad line without waiting."""
+    method, space, rest = line.partition(b" ")
+    if not space:
+        if method not in _METHOD_PREFIXES or (complete and method not in METHODS):
+            raise Reject(400, "Invalid method")
+        return
+    if method not in METHODS:
+        raise Reject(400, "Invalid method")
+    target, space, version = rest.lstrip(b" ").partition(b" ")
+    if target:
+        if target[:1] not in b"/*" and not target[:1].isalpha():
+            raise Reject(400, "Invalid request target")
+        if _VISIBLE.fullmatch(target) is None:
+            raise Reject(400, "Invalid request target")
+        if len(method) + len(target) + REQUEST_LINE_OVERHEAD > limits.line:
+            raise Reject(414, "Request line too long")
+    if complete:
+        if _REQUEST_LINE.fullmatch(line) is None:
+            raise Reject(400, "Invalid request line")
+    elif space:
+        version = version.lstrip(b" ")
+        expected = _VERSION[: len(version)]
+        if len(version) > len(_VERSION) or version.translate(_DIGITS_TO_ZERO) != expected:
+            raise Reject(400, "Invalid HTTP version")
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def check_field_prefix(line: bytes) -> None:
+    """Errors llhttp reports as soon as it reads them, in a field line that may be incomplete."""
+    name, colon, value = line.partition(b":")
+    if (name or colon) and _FIELD_LINE.fullmatch(name + b":" + value) is None:
+        raise Reject(400, "Invalid header field line")

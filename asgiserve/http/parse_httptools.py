@@ -1,0 +1,228 @@
+"""httptools (llhttp) adapter: bytes in, parser events out.
+
+One ``HttptoolsParser`` per connection; its bound callbacks turn llhttp callbacks into events.
+It owns llhttp's quirks, and nothing else (no keep-alive, no writing, no ASGI):
+
+* ``Upgrade``/CONNECT: llhttp stops after such a head, *skipping its body*, and raises
+  ``HttpParserUpgrade(offset)`` (uvicorn#2722, httptools#124). asgiserve serves plain ``http``
+  only, so the adapter drops the premature MessageEnd, starts a fresh llhttp parser, replays
+  the body framing through a synthetic head whose callbacks are swallowed, and feeds the rest:
+  the app gets the body and pipelined requests after it are parsed normally.
+* Leniencies: ``lenient_keep_alive`` (parse requests pipelined after ``Connection: close``
+  instead of failing; the core decides what to do with them) and ``lenient_version`` (so
+  HTTP/1.2 or HTTP/3.0 reach ``inspect_head`` and get 505 like on h11).
+* llhttp has no size limits and buffers a header line inside httptools until it is complete,
+  so the adapter counts the raw bytes of an incomplete head (or trailer section) per feed
+  and stops at ``HeadLimits.budget`` (see ``_head_incomplete``).
+"""
+from __future__ import annotations
+
+import httptools
+
+from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead
+from .framing import CHUNKED, check_trailer, inspect_head
+from .limits import HeadLimits, Reject
+
+_IDLE, _HEAD, _BODY = 0, 1, 2
+_SYNTHETIC_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+_SYNTHETIC_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+
+
+class _Trailers(list):  # type: ignore[type-arg]
+    """Receives trailer fields (llhttp reports them through on_header): checked, then dropped."""
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: HeadLimits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        name, value = field
+        self.limits.check_field(len(self) + 1, name, value)
+        check_trailer(name)
+        super().append(field)
+
+
+class HttptoolsParser:
+    """``RequestParser`` over ``httptools.HttpRequestParser``."""
+
+    __slots__ = (
+        "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
+        "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
+        "tail_bytes", "dead",
+    )
+
+    def __init__(self, limits: HeadLimits) -> None:
+        self.limits = limits
+        self.max_fields = limits.fields
+        self.target_fast_max = limits.target_fast_max
+        self.events: list[Event] = []
+        self.emit = self.events.append
+        self.state = _IDLE
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.framing = 0  # of the current (or last) message: body length or CHUNKED
+        self.skip_head = False
+        self.pending = 0  # raw bytes of the incomplete head
+        self.tail = False  # chunked: a chunk-size line was read and no data followed yet
+        self.tail_fresh = False
+        self.tail_bytes = 0
+        self.dead = False
+        self._new_parser()
+
+    def _new_parser(self) -> None:
+        parser = httptools.HttpRequestParser(self)
+        parser.set_dangerous_leniencies(lenient_keep_alive=True, lenient_version=True)
+        self.parser = parser
+        self.feed_data = parser.feed_data
+
+    # -- RequestParser ------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[Event]:
+        if self.dead:
+            return []
+        events: list[Event] = []
+        self.events = events
+        self.emit = events.append
+        while data:
+            mark = len(events)
+            start_state = self.state
+            try:
+                self.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                data = self._resume_after_upgrade(data, exc.args[0])
+                continue
+            except httptools.HttpParserCallbackError as exc:
+                reject = exc.__context__
+                if not isinstance(reject, Reject):
+                    raise  # a bug in a callback, not bad input: let it surface
+                self._fail(reject.status, reject.reason)
+            except httptools.HttpParserError as exc:
+                self._fail(400, "Malformed request: %s" % exc)
+            else:
+                if self.state == _HEAD:
+                    self._head_incomplete(data, start_state, mark)
+                elif self.tail and self.state == _BODY:
+                    self._tail_incomplete(len(data))
+            break
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        if self.dead or self.state == _IDLE:
+            return []
+        self.dead = True
+        return [ParseError(400, "Connection closed in the middle of a request")]
+
+    # -- llhttp callbacks (hot path) -----------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.state = _HEAD
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        url = self.url + url
+        self.url = url
+        if len(url) > self.target_fast_max:
+            self.limits.check_request_line(self.parser.get_method(), url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        if len(headers) >= self.max_fields:  # memory guard; same status inspect_head would give
+            raise Reject(431, "Too many header fields")
+        headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.state = _BODY
+        if self.skip_head:
+            self.skip_head = False
+            if self.framing == CHUNKED:
+                self.headers = _Trailers(self.limits)
+            return
+        parser = self.parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        headers = self.headers
+        url = self.url
+        framing = inspect_head(method, url, version, headers, self.limits)
+        self.framing = framing
+        self.emit(RequestHead(method, url, "1.1" if version == "1.1" else "1.0", headers))
+        if framing == CHUNKED:
+            self.headers = _Trailers(self.limits)
+
+    def on_body(self, body: bytes) -> None:
+        self.tail = False
+        self.emit(BodyChunk(body))
+
+    def on_chunk_header(self) -> None:
+        self.tail = self.tail_fresh = True
+        self.tail_bytes = 0
+
+    def on_message_complete(self) -> None:
+        self.state = _IDLE
+        self.tail = False
+        self.emit(MESSAGE_END)
+
+    # -- rare paths ----------------------------------------------------------------------
+    def _fail(self, status: int, reason: str) -> None:
+        self.dead = True
+        self.emit(ParseError(status, reason))
+
+    def _resume_after_upgrade(self, data: bytes, offset: int) -> bytes:
+        """llhttp paused at ``offset`` after an Upgrade/CONNECT head and skipped its body."""
+        framing = self.framing
+        self._new_parser()
+        if framing:
+            events = self.events
+            if events and events[-1] is MESSAGE_END:
+                events.pop()
+            self.skip_head = True
+            self.feed_data(_SYNTHETIC_CHUNKED if framing == CHUNKED else _SYNTHETIC_LENGTH % framing)
+        return data[offset:]
+
+    def _head_incomplete(self, data: bytes, start_state: int, mark: int) -> None:
+        """Count the raw bytes of the head still incomplete after this feed; enforce budget.
+
+        httptools reports no offsets, so where the head began is inferred: at the start of the
+        data if the previous message had already ended, else after the last message that ended
+        in this data. That one ends with CRLFCRLF unless it had a Content-Length body, whose
+        length in this data is known from its BodyChunks. Inexact only if such a body itself
+        contains CRLFCRLF, and then it undercounts (never rejects a legal head).
+        """
+        events = self.events
+        if MESSAGE_END not in events[mark:]:
+            if start_state == _HEAD:
+                self.pending += len(data)
+            else:
+                self.pending = len(data.lstrip(b"\r\n"))
+        else:
+            end = data.rfind(b"\r\n\r\n")
+            start = end + 4 if end >= 0 else 0
+            if self.framing > 0:
+                index = len(events) - 1
+                while index >= mark:
+                    event = events[index]
+                    if type(event) is BodyChunk:
+                        start += len(event.data)
+                    elif type(event) is RequestHead:
+                        break
+                    index -= 1
+            self.pending = max(0, len(data) - start)
+        try:
+            self.limits.check_pending(self.pending)
+        except Reject as reject:
+            self._fail(reject.status, reject.reason)
+
+    def _tail_incomplete(self, size: int) -> None:
+        """Bytes of a trailer section (buffered inside httptools) still incomplete.
+
+        The feed in which the last chunk-size line arrived is not counted (its start is
+        unknown); every later feed without chunk data is trailer bytes only.
+        """
+        if self.tail_fresh:
+            self.tail_fresh = False
+            return
+        self.tail_bytes += size
+        try:
+            self.limits.check_pending(self.tail_bytes)
+        except Reject as reject:
+            self._fail(reject.status, reject.reason)
