@@ -223,14 +223,11 @@ async def star_args_coroutine(*args: Any, **kwargs: Any) -> None:
 
 
 def _django() -> Any:
-    from django.conf import settings
+    # Django's settings are process-wide: reuse the example project's (configured on import)
+    # rather than configuring our own, which would change what other tests' Django apps see.
+    from examples import django_app
 
-    if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=[], USE_TZ=True)
-        import django
-
-        django.setup()
-    return settings
+    return django_app
 
 
 def frameworks() -> list[tuple[str, Any, str]]:
@@ -239,8 +236,8 @@ def frameworks() -> list[tuple[str, Any, str]]:
     import starlette.middleware.gzip
     import fastapi
 
-    _django()
-    from django.core.handlers.asgi import ASGIHandler
+    django_app = _django()
+    from django.core.asgi import get_asgi_application
     from django.core.handlers.wsgi import WSGIHandler
 
     star = starlette.applications.Starlette()
@@ -248,7 +245,8 @@ def frameworks() -> list[tuple[str, Any, str]]:
         ("flask", flask.Flask("t"), "wsgi"),
         ("flask.wsgi_app", flask.Flask("t").wsgi_app, "wsgi"),
         ("django WSGIHandler", WSGIHandler(), "wsgi"),
-        ("django ASGIHandler", ASGIHandler(), "asgi3"),
+        ("django example project", django_app.application, "wsgi"),
+        ("django ASGIHandler", get_asgi_application(), "asgi3"),
         ("starlette", star, "asgi3"),
         ("starlette middleware", starlette.middleware.gzip.GZipMiddleware(star), "asgi3"),
         ("fastapi", fastapi.FastAPI(), "asgi3"),
