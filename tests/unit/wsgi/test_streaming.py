@@ -272,15 +272,18 @@ async def test_pool_saturation_is_observable(caplog: pytest.LogCaptureFixture) -
     first = asyncio.ensure_future(call(mw, http_scope("/block")))
     assert await asyncio.to_thread(entered.wait, 5)
     second = asyncio.ensure_future(call(mw, http_scope("/fast")))
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # until the second request sits in the queue
+        if mw.stats["queued"]:
+            break
+        await asyncio.sleep(0.01)
     stats = mw.stats
     assert stats["busy"] == 1 and stats["queued"] == 1 and stats["threads"] == 1
     release.set()
     await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert mw.close(5)  # joins the thread, so its bookkeeping for the last job is done
     stats = mw.stats
     assert stats["waited"] == 1 and stats["total_wait"] > 0 and stats["completed"] == 2
     assert "waited" in caplog.text
-    mw.close(5)
 
 
 async def test_lifespan_completes_and_stops_the_pool() -> None:
