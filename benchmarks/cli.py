@@ -33,8 +33,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="scenario(s) to run (repeatable or comma list); default: all. See --list")
     p.add_argument("--servers", default="", help="comma list of servers to keep (e.g. asgiserve,uvicorn)")
     p.add_argument("--rounds", type=int, help="alternating rounds per scenario (default 3; quick 1)")
-    p.add_argument("--duration", type=float, help="seconds per measurement, whole seconds (default 5; quick 1)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds per server and scenario (default 2; quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per measurement, whole seconds (default 4; quick 1)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per server and scenario (default 1)")
     p.add_argument("--out", help="output directory (default benchmarks/results, or benchmarks/results/quick)")
     p.add_argument("--server-cpu", type=int, default=0, help="core the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="core wrk and the harness are pinned to (default 1)")
@@ -47,8 +47,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     if a.quick and not a.scenario:
         a.scenario = list(QUICK_SCENARIOS)
     a.rounds = a.rounds or (1 if a.quick else 3)
-    a.duration = a.duration or (1 if a.quick else 5)
-    a.warmup = a.warmup or (1 if a.quick else 2)
+    a.duration = a.duration or (1 if a.quick else 4)
+    a.warmup = a.warmup or 1
     a.out = a.out or os.path.join(REPO, "benchmarks", "results", "quick" if a.quick else "")
     return a
 
@@ -78,7 +78,9 @@ def versions() -> dict[str, str]:
         out["wrk"] = first[0].split()[1] if first and len(first[0].split()) > 1 else "?"
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        out["asgiserve commit"] = rev.stdout.strip() or "?"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "asgiserve"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        out["asgiserve commit"] = (rev.stdout.strip() or "?") + (" (+ uncommitted changes)" if dirty else "")
     except OSError:
         pass
     return out
