@@ -70,12 +70,12 @@ def inspect_head(
 
     ``headers`` are (lower-cased name, stripped value) in wire order. Raises ``Reject``.
     """
+    if method not in METHODS:  # before the version: llhttp rejects a method as it reads it
+        raise Reject(400, "Invalid method")
     if version != "1.1" and version != "1.0":
         if version == "0.9":
             raise Reject(400, "HTTP/0.9 is not supported")
         raise Reject(505, "HTTP version not supported")
-    if method not in METHODS:
-        raise Reject(400, "Invalid method")
     if target[:1] != b"/" or method == b"CONNECT":
         _check_target_form(method, target)
     if len(target) > limits.target_fast_max:
@@ -208,7 +208,7 @@ def check_request_line_prefix(line: bytes, complete: bool, limits: HeadLimits) -
         raise Reject(400, "Invalid method")
     target, space, version = rest.lstrip(b" ").partition(b" ")
     if target:
-        if target[:1] not in b"/*" and not target[:1].isalpha():
+        if target[:1] not in b"/*" and not target[:1].isalpha() and method != b"CONNECT":
             raise Reject(400, "Invalid request target")
         if _VISIBLE.fullmatch(target) is None:
             raise Reject(400, "Invalid request target")

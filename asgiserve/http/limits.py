@@ -7,10 +7,13 @@ Rules (sizes are measured on the *parsed* head, so both parsers agree byte for b
 * header fields: more than ``limit_request_fields`` field lines -> 431; one field whose
   ``len(name) + len(": ") + len(value)`` (value with surrounding whitespace stripped) is above
   ``limit_request_field_size`` -> 431. Trailer fields of a chunked body obey the same two limits.
+* streaming: the rules apply as soon as an incomplete line is known to break them, so a
+  request line or header line that never ends is cut off at its limit. For a field line that
+  is the canonical size of what arrived so far (``FieldMeter``), which never exceeds the size
+  of the finished line: how the bytes were split cannot change the outcome.
 * memory guard: a head that is still incomplete while more than ``budget`` raw bytes of it are
-  buffered -> 431. (A request line that is still incomplete but already longer than its limit
-  gets 414 as soon as that is known.) ``budget`` is the size of the largest head the two rules above allow, so a legal head never
-  hits it, and a client streaming an endless header line cannot grow server memory.
+  buffered -> 431. ``budget`` is the size of the largest head the rules above allow, so a
+  legal head never hits it (whitespace padding aside), and no client can grow server memory.
 
 Syntax errors found in the same bytes win over size errors (both parsers report the first
 problem in byte order): a head that is both malformed and too large may get 400 instead of
@@ -82,3 +85,45 @@ class HeadLimits:
         """Memory guard for an incomplete head (or trailer section) of ``pending`` raw bytes."""
         if pending > self.budget:
             raise Reject(431, "Request header section too large")
+
+
+class FieldMeter:
+    """Canonical size (name + value, OWS excluded) of a field line arriving in pieces.
+
+    ``add`` returns a lower bound of the finished line's size: whitespace (and a CR that may
+    be the start of the line's CRLF) is only counted once a visible byte follows it.
+    """
+
+    __slots__ = ("size", "in_value", "started", "blank")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.in_value = False
+        self.started = False
+        self.blank = 0
+
+    def add(self, chunk: bytes) -> int:
+        if not self.in_value:
+            colon = chunk.find(b":")
+            if colon < 0:
+                self.size += len(chunk.rstrip(b"\r"))
+                return self.size
+            self.size += colon
+            self.in_value = True
+            chunk = chunk[colon + 1 :]
+        if not self.started:
+            chunk = chunk.lstrip(b" \t")
+            if not chunk:
+                return self.size
+            self.started = True
+        visible = chunk.rstrip(b" \t\r")
+        if visible:
+            self.size += self.blank + len(visible)
+            self.blank = len(chunk) - len(visible)
+        else:
+            self.blank += len(chunk)
+        return self.size
+
+    def check(self, limits: HeadLimits, chunk: bytes) -> None:
+        if self.add(chunk) > limits.field_size - 2:
+            raise Reject(431, "Header field too large")

@@ -35,7 +35,7 @@ from .framing import (
     parse_chunk_size,
     parse_field_line,
 )
-from .limits import HeadLimits, Reject
+from .limits import FieldMeter, HeadLimits, Reject
 
 _HEAD, _LENGTH, _SIZE, _DATA, _DATA_END, _TRAILER = range(6)
 _NEED = {_HEAD: b"\r\n\r\n", _SIZE: b"\r\n", _DATA_END: b"\r\n", _TRAILER: b"\r\n"}
@@ -52,7 +52,7 @@ class H11Parser:
 
     __slots__ = (
         "limits", "state", "remaining", "pending", "searched", "scanned", "next_check",
-        "trailer_count", "trailer_bytes", "dead",
+        "trailer_count", "trailer_bytes", "fields", "dead",
     )
 
     def __init__(self, limits: HeadLimits) -> None:
@@ -65,6 +65,7 @@ class H11Parser:
         self.next_check = 0  # size of the partial line at which to check it again
         self.trailer_count = 0
         self.trailer_bytes = 0
+        self.fields = 0  # complete field lines of the incomplete head checked so far
         self.dead = False
 
     # -- RequestParser ------------------------------------------------------------------
@@ -148,7 +149,7 @@ class H11Parser:
                     self.state = _HEAD
 
     def _head(self, head: bytes, events: list[Event]) -> None:
-        self.scanned = self.next_check = 0
+        self.scanned = self.next_check = self.fields = 0
         check_raw_head(head)
         eol = head.find(b"\r\n")
         line = head[:eol]
@@ -251,11 +252,18 @@ class H11Parser:
             raise Reject(431, "Request header section too large")
 
     def _check_line(self, line: bytes, first: bool, complete: bool) -> None:
+        """Check one line of an incomplete head or trailer section, as llhttp would have."""
         if b"\n" in line:
             raise Reject(400, "Bare LF in request head")
         if first:
             check_request_line_prefix(line, complete, self.limits)
-        elif line[:1] in (b" ", b"\t"):
+            return
+        if line[:1] in (b" ", b"\t"):
             raise Reject(400, "Obsolete line folding")
+        if complete:
+            name, value = parse_field_line(line)
+            self.fields += 1
+            self.limits.check_field(self.fields, name, value)
         else:
             check_field_prefix(line)
+            FieldMeter().check(self.limits, line)

@@ -17,11 +17,13 @@ It owns llhttp's quirks, and nothing else (no keep-alive, no writing, no ASGI):
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import httptools
 
 from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead
 from .framing import CHUNKED, check_trailer, inspect_head
-from .limits import HeadLimits, Reject
+from .limits import FieldMeter, HeadLimits, Reject
 
 _IDLE, _HEAD, _BODY = 0, 1, 2
 _SYNTHETIC_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -48,14 +50,15 @@ class HttptoolsParser:
     """``RequestParser`` over ``httptools.HttpRequestParser``."""
 
     __slots__ = (
-        "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
+        "limits", "max_fields", "field_max", "target_fast_max", "parser", "feed_data", "events", "emit",
         "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
-        "tail_bytes", "dead",
+        "tail_bytes", "meter", "dead",
     )
 
     def __init__(self, limits: HeadLimits) -> None:
         self.limits = limits
         self.max_fields = limits.fields
+        self.field_max = limits.field_size - 2
         self.target_fast_max = limits.target_fast_max
         self.events: list[Event] = []
         self.emit = self.events.append
@@ -68,6 +71,7 @@ class HttptoolsParser:
         self.tail = False  # chunked: a chunk-size line was read and no data followed yet
         self.tail_fresh = False
         self.tail_bytes = 0
+        self.meter: Optional[FieldMeter] = None  # partial header line of an incomplete head
         self.dead = False
         self._new_parser()
 
@@ -103,7 +107,7 @@ class HttptoolsParser:
                 if self.state == _HEAD:
                     self._head_incomplete(data, start_state, mark)
                 elif self.tail and self.state == _BODY:
-                    self._tail_incomplete(len(data))
+                    self._tail_incomplete(data)
             break
         return events
 
@@ -127,9 +131,10 @@ class HttptoolsParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        if len(headers) >= self.max_fields:  # memory guard; same status inspect_head would give
-            raise Reject(431, "Too many header fields")
-        headers.append((name.lower(), value.rstrip(b" \t")))
+        value = value.rstrip(b" \t")  # llhttp strips leading OWS only
+        if len(headers) >= self.max_fields or len(name) + len(value) > self.field_max:
+            self.limits.check_field(len(headers) + 1, name, value)
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.state = _BODY
@@ -180,49 +185,66 @@ class HttptoolsParser:
         return data[offset:]
 
     def _head_incomplete(self, data: bytes, start_state: int, mark: int) -> None:
-        """Count the raw bytes of the head still incomplete after this feed; enforce budget.
+        """Account for a head still incomplete after this feed: stream the field-size rule
+        over its last, partial line and enforce the raw-byte budget.
 
         httptools reports no offsets, so where the head began is inferred: at the start of the
-        data if the previous message had already ended, else after the last message that ended
-        in this data. That one ends with CRLFCRLF unless it had a Content-Length body, whose
-        length in this data is known from its BodyChunks. Inexact only if such a body itself
-        contains CRLFCRLF, and then it undercounts (never rejects a legal head).
+        data if no message ended in it, else after the last message that did. That one ends
+        with CRLFCRLF unless it had a Content-Length body, whose length in this data is known
+        from its BodyChunks. Inexact only if such a body itself contains CRLFCRLF, and then it
+        undercounts (never rejects a legal head). A partial header line always starts after an
+        LF of the head itself, so the field-size rule is exact.
         """
         events = self.events
-        if MESSAGE_END not in events[mark:]:
-            if start_state == _HEAD:
-                self.pending += len(data)
-            else:
-                self.pending = len(data.lstrip(b"\r\n"))
+        if start_state == _HEAD and MESSAGE_END not in events[mark:]:
+            self.pending += len(data)
+            start = 0
         else:
-            end = data.rfind(b"\r\n\r\n")
-            start = end + 4 if end >= 0 else 0
-            if self.framing > 0:
-                index = len(events) - 1
-                while index >= mark:
-                    event = events[index]
-                    if type(event) is BodyChunk:
-                        start += len(event.data)
-                    elif type(event) is RequestHead:
-                        break
-                    index -= 1
+            if start_state == _IDLE and MESSAGE_END not in events[mark:]:
+                start = len(data) - len(data.lstrip(b"\r\n"))
+            else:
+                end = data.rfind(b"\r\n\r\n")
+                start = end + 4 if end >= 0 else 0
+                if self.framing > 0:
+                    index = len(events) - 1
+                    while index >= mark:
+                        event = events[index]
+                        if type(event) is BodyChunk:
+                            start += len(event.data)
+                        elif type(event) is RequestHead:
+                            break
+                        index -= 1
             self.pending = max(0, len(data) - start)
+            self.meter = None
         try:
+            newline = data.rfind(b"\n", start)
+            if newline >= 0:
+                self.meter = FieldMeter()
+                self.meter.check(self.limits, data[newline + 1 :])
+            elif self.meter is not None:
+                self.meter.check(self.limits, data[start:] if start else data)
             self.limits.check_pending(self.pending)
         except Reject as reject:
             self._fail(reject.status, reject.reason)
 
-    def _tail_incomplete(self, size: int) -> None:
-        """Bytes of a trailer section (buffered inside httptools) still incomplete.
+    def _tail_incomplete(self, data: bytes) -> None:
+        """A trailer section (buffered inside httptools) is still incomplete after this feed.
 
-        The feed in which the last chunk-size line arrived is not counted (its start is
-        unknown); every later feed without chunk data is trailer bytes only.
+        The last chunk-size line ended with an LF in the feed that announced it, so the partial
+        trailer line is exactly what follows the last LF. Every later feed without chunk data
+        is trailer bytes only and counts against the budget.
         """
-        if self.tail_fresh:
-            self.tail_fresh = False
-            return
-        self.tail_bytes += size
         try:
-            self.limits.check_pending(self.tail_bytes)
+            newline = data.rfind(b"\n")
+            if newline >= 0:
+                self.meter = FieldMeter()
+                self.meter.check(self.limits, data[newline + 1 :])
+            elif self.meter is not None:
+                self.meter.check(self.limits, data)
+            if self.tail_fresh:
+                self.tail_fresh = False
+            else:
+                self.tail_bytes += len(data)
+                self.limits.check_pending(self.tail_bytes)
         except Reject as reject:
             self._fail(reject.status, reject.reason)
