@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any, Optional
 from . import memory, plots, report
 from .runner import Progress, Settings, planned, run_load, run_memory
 from .scenarios import all_scenarios, select
-from .servers import REPO, SERVERS
+from .servers import REPO, SERVERS, SOURCE
 from .wrk import WRK_MISSING, find_wrk
 
 QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory"]  # headline servers only
@@ -39,6 +40,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--server-cpu", type=int, default=0, help="core the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="core wrk and the harness are pinned to (default 1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin anything (results are then much noisier)")
+    p.add_argument("--snapshot", action="store_true",
+                   help="serve asgiserve and the apps from a `git archive HEAD` copy, so edits to the working "
+                        "tree during the run cannot leak into it (the committed results use this)")
     p.add_argument("--list", action="store_true", help="list scenarios and servers, then exit")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="rebuild tables and plots from a results.json")
     a = p.parse_args(argv)
@@ -65,7 +69,18 @@ def machine() -> str:
             f"Python {platform.python_version()} ({platform.python_implementation()})")
 
 
-def versions() -> dict[str, str]:
+def snapshot() -> str:
+    """Extract HEAD's asgiserve/ and benchmarks/ into a temp dir; return it."""
+    import tempfile
+
+    dest = tempfile.mkdtemp(prefix="asgiserve-bench-")
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "asgiserve", "benchmarks"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
+
+
+def versions(snap: bool) -> dict[str, str]:
     out = {}
     for name in PACKAGES:
         try:
@@ -80,7 +95,8 @@ def versions() -> dict[str, str]:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "asgiserve"], cwd=REPO,
                                capture_output=True, text=True).stdout.strip()
-        out["asgiserve commit"] = (rev.stdout.strip() or "?") + (" (+ uncommitted changes)" if dirty else "")
+        note = " (git archive snapshot)" if snap else (" (+ uncommitted changes)" if dirty else "")
+        out["asgiserve commit"] = (rev.stdout.strip() or "?") + note
     except OSError:
         pass
     return out
@@ -133,9 +149,11 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A); medians with min-max")
     results: dict[str, Any] = {"meta": {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(), "versions": versions(), "method": method,
+        "machine": machine(), "versions": versions(a.snapshot), "method": method,
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "settings": vars(a), "loadavg_before": _loadavg(), "failures": {}}, "scenarios": []}
+    if a.snapshot:
+        SOURCE["dir"] = snapshot()
     progress = Progress(sum(planned(s, st) for s in scenarios))
     print(f"{len(scenarios)} scenario(s), {progress.total} measurements; {method}", flush=True)
     t0 = time.monotonic()
@@ -160,6 +178,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         results["meta"]["total_seconds"] = time.monotonic() - t0
         results["meta"]["loadavg_after"] = _loadavg()
         path = write_outputs(results, a.out)
+        if a.snapshot:
+            shutil.rmtree(SOURCE["dir"], ignore_errors=True)
         print(f"results: {path} ({results['meta']['total_seconds'] / 60:.1f} min)")
     print("\n".join(report.headline(results)))
     failed = results["meta"]["failures"]

@@ -23,6 +23,7 @@ import psutil
 PY = sys.executable
 HOST = "127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = {"dir": REPO}  # where servers import asgiserve and the apps from (--snapshot points it elsewhere)
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,11 @@ class ServerProcess:
         self.port = free_port()
         self.cmd = spec.build(app, self.port, opts)
         pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        src = SOURCE["dir"]
+        env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    **spec.env(app, opts))
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(pin + self.cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(pin + self.cmd, cwd=src, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)
 
