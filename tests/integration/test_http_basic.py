@@ -282,3 +282,14 @@ def test_unix_socket_scope(serve: Serve, tmp_path: Any) -> None:
     assert scope["server"] is None or (scope["server"][0] == path and scope["server"][1] is None)
     assert scope["client"] is None or isinstance(scope["client"][0], str)
     assert scope["path"] == "/u"
+
+
+def test_options_asterisk(serve: Serve) -> None:
+    app, scopes = scope_recorder()
+    server = serve(app)
+    with server.raw() as client:
+        response = roundtrip(client, b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert response.status == 200
+        assert roundtrip(client, b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n").status == 200
+    assert scopes[0]["method"] == "OPTIONS"
+    assert scopes[0]["raw_path"] == b"*" and scopes[0]["path"] == "*"

@@ -470,3 +470,23 @@ def test_expect_100_continue_when_body_already_sent(serve: Serve) -> None:
         assert response.status == 200 and response.body == b"abc"
         client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert client.read_response().status == 200
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
+def test_upgrade_offer_is_ignored_and_body_delivered(serve: Serve, upgrade: bytes) -> None:
+    """An HTTP-only server ignores Upgrade: the request (and its body) is plain HTTP."""
+    messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
+    calls: list[str] = []
+    server = serve(recording_echo(messages, calls))
+    with server.raw() as client:
+        client.send(
+            b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: " + upgrade
+            + b"\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"hello"  # never a 101
+        second = client.read_response()
+        assert second.status == 200
+    assert calls == ["/up", "/next"]

@@ -543,3 +543,21 @@ def test_content_length_with_leading_zeros_is_valid(serve: Serve) -> None:
         assert client.read_response().status == 200
         assert client.read_response().status == 200
     assert calls == ["/z", "/next"]
+
+
+def test_connect_method_never_hangs_or_tunnels(serve: Serve) -> None:
+    """CONNECT is for proxies; an app server answers it (or rejects it) like any request, and
+    bytes after it are never relayed anywhere or left unanswered."""
+    app, calls = counting_app()
+    server = serve(app)
+    with server.raw() as client:
+        client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n" + SMUGGLE)
+        first = client.read_response()
+        assert first.status in (200, 400, 405, 501), first
+        if b"close" in (first.header(b"connection") or b"").lower():
+            assert client.buffer == b"" and client.is_closed()
+        else:
+            assert client.read_response().status == 200  # the next request is a request
+    with server.raw() as client:  # the server is still healthy
+        client.send(req("/ok"))
+        assert client.read_response().status == 200
