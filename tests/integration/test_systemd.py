@@ -118,6 +118,7 @@ def test_socket_activation_and_notify_protocol(tmp_path: Path, notify: Notificat
         assert notify.senders == {proc.pid}  # only the supervisor speaks for the service
     finally:
         proc.kill()
+        print(f"datagrams: {notify.received}\nlog:\n{proc.text}")  # shown when the test fails
 
 
 def test_activated_unix_socket_is_left_to_systemd(tmp_path: Path) -> None:
