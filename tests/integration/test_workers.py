@@ -8,6 +8,7 @@ in the server's accept/shutdown path, which the parser backend does not take par
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import stat
@@ -52,6 +53,12 @@ def test_two_workers_serve(start, http_impl: str) -> None:
         assert version == "v1" and int(pid) in pids
     # Without --preload each worker imports the app itself; the supervisor never does.
     assert proc.count(r"^IMPORTED ") == 2 and proc.count(rf"^IMPORTED {proc.pid}$") == 0
+    if importlib.util.find_spec("setproctitle") is not None and os.path.exists("/proc/self/cmdline"):
+        def title(pid: int) -> str:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+        assert title(proc.pid) == "asgiserve: master [workapp:app]"
+        assert {title(pid) for pid in pids} == {"asgiserve: worker [workapp:app]"}
     proc.signal(signal.SIGTERM)
     assert proc.finish() == 0
 
