@@ -35,8 +35,9 @@ from typing import Any, Optional
 
 from .. import bind, systemd
 from ..config import Config
-from ..errors import EXIT_STARTUP, AsgiserveError, ConfigError
+from ..errors import EXIT_STARTUP, AsgiserveError
 from . import worker as child
+from .process import PidFile, Worker, describe_exit, fork_worker, read_available, resolve_ids
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -49,104 +50,6 @@ MAX_BACKOFF = 30.0
 
 class WorkerBootError(AsgiserveError):
     """Workers could not start the app: the supervisor stopped (exit code 3)."""
-
-
-class Worker:
-    __slots__ = ("pid", "fd", "generation", "age", "max_requests", "buffer", "last_seen", "ready",
-                 "retiring", "stopping", "aborted", "killed", "kill_at", "error")
-
-    def __init__(self, pid: int, fd: int, generation: int, age: int, max_requests: int) -> None:
-        self.pid, self.fd, self.generation, self.age = pid, fd, generation, age
-        self.max_requests = max_requests
-        self.buffer = b""
-        self.last_seen = time.monotonic()
-        self.ready = False
-        self.retiring = False  # --max-requests reached: replace first, then stop it
-        self.stopping = False  # we sent TERM/QUIT/ABRT: its exit is expected
-        self.aborted = False  # timed out (SIGABRT sent): its exit counts as a crash
-        self.killed = False  # we sent SIGKILL
-        self.kill_at: Optional[float] = None
-        self.error: Optional[dict[str, str]] = None
-
-
-class PidFile:
-    """--pid FILE: the supervisor's PID, written atomically, removed on exit if still ours."""
-
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-
-    def _read(self) -> Optional[int]:
-        try:
-            with open(self.path, encoding="ascii") as fh:
-                return int(fh.read().strip() or "0")
-        except (OSError, ValueError):
-            return None
-
-    def check(self) -> None:
-        pid = self._read()
-        if not pid or pid == os.getpid():
-            return
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return  # stale file from a crashed run
-        except PermissionError:
-            pass
-        raise AsgiserveError(f"--pid {self.path}: already running as PID {pid} (remove the file if it is stale)")
-
-    def write(self) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise AsgiserveError(f"--pid {self.path}: cannot write: {exc.strerror or exc}") from None
-
-    def remove(self) -> None:
-        if self._read() == os.getpid():
-            try:
-                os.unlink(self.path)
-            except OSError:  # already gone: nothing to clean up
-                pass
-
-
-def resolve_ids(config: Config) -> tuple[Optional[int], Optional[int]]:
-    """--user/--group as numeric ids (names or numbers); checked before anything starts."""
-    import grp
-    import pwd
-
-    uid = gid = None
-    if config.user:
-        try:
-            uid = int(config.user) if config.user.isdigit() else pwd.getpwnam(config.user).pw_uid
-        except KeyError:
-            raise ConfigError(f"--user {config.user}: no such user") from None
-    if config.group:
-        try:
-            gid = int(config.group) if config.group.isdigit() else grp.getgrnam(config.group).gr_gid
-        except KeyError:
-            raise ConfigError(f"--group {config.group}: no such group") from None
-    changes = (uid is not None and uid != os.getuid()) or (gid is not None and gid != os.getgid())
-    if changes and os.geteuid() != 0:
-        raise ConfigError("--user/--group: switching user needs the supervisor to start as root")
-    return uid, gid
-
-
-def describe_exit(status: int, we_killed: bool) -> tuple[str, bool]:
-    """("exited with code 1" | "was killed by signal 9 (SIGKILL)...", clean)."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "unknown"
-        text = f"was killed by signal {sig} ({name})"
-        if sig == signal.SIGKILL and not we_killed:
-            text += ". Perhaps out of memory?"
-        return text, False
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-    return f"exited with code {code}", code == 0
 
 
 class Supervisor:
@@ -389,34 +292,16 @@ class Supervisor:
         self.spawned += 1
         jitter = random.randint(0, config.max_requests_jitter) if config.max_requests_jitter else 0
         max_requests = config.max_requests + jitter if config.max_requests else 0
-        r, w = os.pipe()
-        # Blocked across fork so a signal meant for the new worker waits for its real handlers
-        # instead of hitting the supervisor's queue-only handlers in the child (gunicorn#1910).
-        signal.pthread_sigmask(signal.SIG_BLOCK, child.SUPERVISOR_SIGNALS)
+
+        def in_child(channel: int) -> int:
+            return child.run(config, self.sockets, self.loaded, channel, max_requests, self.uid, self.gid)
+
         try:
-            pid = os.fork()
+            pid, r = fork_worker(in_child, close_in_child=(*self.wakeup, *self.by_fd))
         except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, child.SUPERVISOR_SIGNALS)
-            os.close(r)
-            os.close(w)
             logger.error("Could not fork a worker: %s", exc)
             self._record_crash()
             return
-        if pid == 0:  # the child never returns into the supervisor's loop
-            code = child.EXIT_CRASH
-            try:
-                signal.set_wakeup_fd(-1)
-                for fd in (r, *self.wakeup, *self.by_fd):
-                    os.close(fd)
-                code = child.run(config, self.sockets, self.loaded, w, max_requests, self.uid, self.gid)
-            except BaseException:
-                logger.exception("Worker %d crashed", os.getpid())
-            finally:
-                child.flush_std_streams()
-                os._exit(code)  # never run the supervisor's finally blocks or atexit hooks
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, child.SUPERVISOR_SIGNALS)
-        os.close(w)
-        os.set_blocking(r, False)
         worker = Worker(pid, r, self.generation, self.spawned, max_requests)
         self.workers[pid] = worker
         self.by_fd[r] = worker
@@ -438,18 +323,13 @@ class Supervisor:
         w = self.by_fd.get(fd)
         if w is None:
             return
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if not data:
+        data, eof = read_available(fd)
+        if eof:
             self.poller.unregister(fd)
-            return
-        w.last_seen = time.monotonic()
-        w.buffer += data
-        *lines, w.buffer = w.buffer.split(b"\n")
-        for line in lines:
-            self.on_message(w, line)
+        if data:
+            w.last_seen = time.monotonic()
+            for line in w.feed(data):
+                self.on_message(w, line)
 
     def on_message(self, w: Worker, line: bytes) -> None:
         kind = line[:1]
@@ -469,21 +349,12 @@ class Supervisor:
 
     def _close_channel(self, w: Worker) -> None:
         self.by_fd.pop(w.fd, None)
-        try:
-            while True:  # messages written just before exit (a boot error) must not be lost
-                data = os.read(w.fd, 65536)
-                if not data:
-                    break
-                w.buffer += data
-        except OSError:  # EAGAIN: nothing more
-            pass
-        for line in w.buffer.split(b"\n"):
-            if line:
-                self.on_message(w, line)
-        w.buffer = b""
+        # Messages written just before the exit (a boot error) must not be lost.
+        for line in w.feed(read_available(w.fd)[0], final=True):
+            self.on_message(w, line)
         try:
             self.poller.unregister(w.fd)
-        except KeyError:
+        except KeyError:  # already unregistered at EOF
             pass
         os.close(w.fd)
 

@@ -14,7 +14,8 @@ import pytest
 from asgiserve.config import Config
 from asgiserve.errors import AsgiserveError
 from asgiserve.workers import supervisor as sup
-from asgiserve.workers.supervisor import PidFile, Supervisor, Worker, describe_exit
+from asgiserve.workers.process import PidFile, Worker, describe_exit
+from asgiserve.workers.supervisor import Supervisor
 
 
 class FakeSupervisor(Supervisor):
