@@ -209,9 +209,9 @@ class Supervisor:
     def handle_hup(self) -> None:
         if self.stopping:
             return
-        if self.loaded is not None:
-            logger.warning("SIGHUP with --preload: new workers reuse the app the supervisor loaded at start; "
-                           "restart the service to load new code.")
+        if self.loaded is not None or not isinstance(self.config.app, str):
+            logger.warning("SIGHUP: new workers reuse the app object the supervisor holds (--preload, or an app "
+                           "passed as an object); restart the service to load new code.")
         self.generation += 1
         self.reloading = True
         systemd.reloading(f"Reloading: starting {self.target} new worker(s)")
