@@ -294,3 +294,17 @@ def test_user_and_group_switch_in_workers(start) -> None:
     assert json.loads(get(port, "/whoami")[2])["uid"] == nobody.pw_uid
     proc.signal(signal.SIGTERM)
     assert proc.finish() == 0
+
+
+def test_workers_leave_when_the_supervisor_is_killed(start) -> None:
+    proc = start("-w", "2", "-b", "127.0.0.1:0")
+    proc.port()
+    pids = proc.ready()
+    mark = proc.mark()
+    proc.popen.kill()  # SIGKILL: no chance to stop its workers
+    proc.popen.wait(10)
+    # stderr stays open while the orphans live; their own lines say they noticed and left.
+    proc.wait_for(rf"Supervisor {proc.pid} is gone; worker shutting down\.", mark, count=2)
+    proc.wait_for(r"Finished server process\.", mark, count=2)
+    for pid in pids:
+        assert proc.count(rf"\[{pid}\] \[INFO\] Finished server process\.", mark) == 1
