@@ -90,9 +90,10 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
             task = asyncio.ensure_future(server.serve())
             waiter = asyncio.ensure_future(server.started.wait())
             await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-            ready.set()
             waiter.cancel()
-            await task
+            if server.started.is_set():
+                ready.set()
+            await task  # a startup failure raises here and is recorded before `ready` is set
 
         try:
             from asgiserve.loop import new_event_loop

@@ -177,7 +177,7 @@ class RequestCycle:
         root_path = state.root_path
         if root_path and not path.startswith(root_path):
             path = root_path + path
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": head.http_version,

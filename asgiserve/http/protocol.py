@@ -59,7 +59,7 @@ class HttpProtocol(asyncio.Protocol):
         self.proxy: Any = None  # ProxyHeaders when this peer is a trusted proxy
 
     # -- transport callbacks ----------------------------------------------------------
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername")
