@@ -176,8 +176,8 @@ def check_trailer(name: bytes) -> None:
 # -- byte-level checks for the h11 adapter (llhttp does these natively) --------------------
 
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACES = re.compile(rb"  +")
-_REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) +([\x21-\x7e]+) +HTTP/[0-9]\.[0-9]")
+# method, target, version; runs of spaces between them are accepted, as llhttp does.
+REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) +([\x21-\x7e]+) +HTTP/([0-9]\.[0-9])")
 _VERSION = b"HTTP/0.0"
 
 
@@ -189,11 +189,6 @@ def check_raw_head(head: bytes) -> None:
         raise Reject(400, "Obsolete line folding")
     if _CTL.search(head) is not None:
         raise Reject(400, "Control character in request head")
-
-
-def normalize_request_line(line: bytes) -> bytes:
-    """Collapse runs of spaces between request-line elements, as llhttp accepts them."""
-    return _SPACES.sub(b" ", line) if b"  " in line else line
 
 
 def check_request_line_prefix(line: bytes, complete: bool, limits: HeadLimits) -> None:
@@ -215,7 +210,7 @@ def check_request_line_prefix(line: bytes, complete: bool, limits: HeadLimits) -
         if len(method) + len(target) + REQUEST_LINE_OVERHEAD > limits.line:
             raise Reject(414, "Request line too long")
     if complete:
-        if _REQUEST_LINE.fullmatch(line) is None:
+        if REQUEST_LINE.fullmatch(line) is None:
             raise Reject(400, "Invalid request line")
     elif space:
         version = version.lstrip(b" ")

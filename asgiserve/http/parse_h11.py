@@ -1,16 +1,20 @@
-"""h11 adapter: bytes in, parser events out, with h11 as the strict request-head reader.
+"""h11 adapter: bytes in, parser events out, with h11 as the strict request-head validator.
 
 Per message: the adapter finds the end of the head (CRLFCRLF) itself, applies the byte-level
-rules llhttp enforces and h11 does not (``framing.check_raw_head``), and hands exactly that
-head to a fresh ``h11.Connection(h11.SERVER)``, whose ``Request`` event (or
-``RemoteProtocolError`` -> 400) validates the request line and field lines. h11's send side,
-keep-alive state and PAUSED never come into play: each Connection sees one head and is dropped.
+rules llhttp enforces and h11 does not (``framing.check_raw_head``), splits the request line
+and field lines, and has ``h11.Request`` validate them (method and field-name tokens, target
+and field-value characters, Host rules; ``LocalProtocolError`` -> 400). That is the same
+validation an ``h11.Connection`` applies when it reads a head, minus its connection state
+machine, which asgiserve never uses (the core owns keep-alive): building a Connection per
+message and calling next_event() cost twice as much per request. h11's send side, keep-alive
+state and PAUSED therefore never exist here. A head byte-identical to the connection's
+previous one reuses its verdict.
 
 Bodies are framed here, not by h11: Content-Length bodies are sliced without copying, and
 chunked bodies use ``framing``'s chunk grammar, because h11's chunk reader is laxer than
 llhttp (any extension bytes, up to 20 hex digits, no overflow check) and the two backends must
-agree. Feeding h11 only whole heads also keeps it from copying pipelined data it would only
-hand back as ``trailing_data``.
+agree. (An h11.Connection would also copy all pipelined data behind a message into its
+buffer, to hand it back as ``trailing_data``.)
 
 While a head, chunk-size line or trailer line is incomplete, its bytes wait in a bytearray;
 errors llhttp would report as soon as it read them are checked incrementally (at doubling
@@ -28,10 +32,10 @@ from .framing import (
     CHUNKED,
     check_field_prefix,
     check_raw_head,
+    REQUEST_LINE,
     check_request_line_prefix,
     check_trailer,
     inspect_head,
-    normalize_request_line,
     parse_chunk_size,
     parse_field_line,
 )
@@ -41,10 +45,25 @@ _HEAD, _LENGTH, _SIZE, _DATA, _DATA_END, _TRAILER = range(6)
 _NEED = {_HEAD: b"\r\n\r\n", _SIZE: b"\r\n", _DATA_END: b"\r\n", _TRAILER: b"\r\n"}
 _EMPTY_LINES = re.compile(rb"[\r\n]*")
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
-_SERVER = h11.SERVER
-_Connection = h11.Connection
 _Request = h11.Request
-_H11Error = h11.RemoteProtocolError
+_H11Error = h11.LocalProtocolError
+# method, target, version, fields, framing of a validated head
+_Verdict = tuple[bytes, bytes, str, tuple[tuple[bytes, bytes], ...], int]
+
+# Raw field lines h11 has validated, shared by all connections of the process (Host,
+# User-Agent, Accept... repeat across requests even when targets differ). Bounded: short lines
+# only, and the table starts over when full.
+_VALID_LINES: dict[bytes, tuple[bytes, bytes]] = {}
+_MAX_REMEMBERED = 4096
+_MAX_LINE = 256
+
+
+def _remember(fresh: list[tuple[bytes, tuple[bytes, bytes]]]) -> None:
+    if len(_VALID_LINES) > _MAX_REMEMBERED:
+        _VALID_LINES.clear()
+    for line, field in fresh:
+        if len(line) <= _MAX_LINE:
+            _VALID_LINES[line] = field
 
 
 class H11Parser:
@@ -52,7 +71,7 @@ class H11Parser:
 
     __slots__ = (
         "limits", "state", "remaining", "pending", "searched", "scanned", "next_check",
-        "trailer_count", "trailer_bytes", "fields", "dead",
+        "trailer_count", "trailer_bytes", "fields", "last_head", "last", "dead",
     )
 
     def __init__(self, limits: HeadLimits) -> None:
@@ -66,6 +85,8 @@ class H11Parser:
         self.trailer_count = 0
         self.trailer_bytes = 0
         self.fields = 0  # complete field lines of the incomplete head checked so far
+        self.last_head = b""  # the previous head and its verdict (see _head)
+        self.last: _Verdict = (b"", b"", "", (), 0)
         self.dead = False
 
     # -- RequestParser ------------------------------------------------------------------
@@ -78,9 +99,10 @@ class H11Parser:
             if pending is not None:
                 need = _NEED[self.state]
                 pending += data
-                if pending.find(need, max(0, self.searched - len(need) + 1)) < 0:
+                searched = self.searched
+                if pending.find(need, max(0, searched - len(need) + 1)) < 0:
                     self.searched = len(pending)
-                    self._check_pending(pending)
+                    self._check_pending(pending, searched)
                     return events
                 self.pending = None
                 data = bytes(pending)
@@ -150,31 +172,15 @@ class H11Parser:
 
     def _head(self, head: bytes, events: list[Event]) -> None:
         self.scanned = self.next_check = self.fields = 0
-        check_raw_head(head)
-        eol = head.find(b"\r\n")
-        line = head[:eol]
-        normal = normalize_request_line(line)
-        if normal is not line:
-            head = normal + head[eol:]
-            eol = len(normal)
-        connection = _Connection(_SERVER, max_incomplete_event_size=self.limits.budget)
-        connection.receive_data(head)
-        try:
-            request = connection.next_event()
-        except _H11Error:
-            raise Reject(400, "Malformed request head") from None
-        if type(request) is not _Request:  # pragma: no cover - h11 got a complete head
-            raise Reject(400, "Malformed request head")
-        raw_version = request.http_version
-        version = _VERSIONS.get(raw_version) or raw_version.decode("ascii")
-        headers = []
-        if len(head) > eol + 4:
-            for field in head[eol + 2 : -4].split(b"\r\n"):
-                name, _, value = field.partition(b":")
-                headers.append((name.lower(), value.strip(b" \t")))
-        method = request.method
-        target = request.target
-        framing = inspect_head(method, target, version, headers, self.limits)
+        if head == self.last_head:
+            # Byte-identical to this connection's previous head (load generators, polling
+            # clients): same parse, same verdict. Only the headers list is fresh per request.
+            method, target, version, fields, framing = self.last
+            headers = list(fields)
+        else:
+            method, target, version, headers, framing = self._read_head(head)
+            self.last_head = head
+            self.last = (method, target, version, tuple(headers), framing)
         events.append(RequestHead(method, target, version, headers))
         if framing == 0:
             events.append(MESSAGE_END)
@@ -184,6 +190,40 @@ class H11Parser:
         else:
             self.state = _LENGTH
             self.remaining = framing
+
+    def _read_head(self, head: bytes) -> tuple[bytes, bytes, str, list[tuple[bytes, bytes]], int]:
+        """Split a complete head, have h11 validate what it has not seen, apply shared rules."""
+        check_raw_head(head)
+        eol = head.find(b"\r\n")
+        match = REQUEST_LINE.fullmatch(head, 0, eol)  # method token, visible target, version
+        if match is None:
+            raise Reject(400, "Invalid request line")
+        method, target, raw_version = match.groups()
+        headers = []
+        fresh: list[tuple[bytes, tuple[bytes, bytes]]] = []
+        if len(head) > eol + 4:
+            known = _VALID_LINES
+            for line in head[eol + 2 : -4].split(b"\r\n"):
+                field = known.get(line)
+                if field is None:
+                    name, colon, value = line.partition(b":")
+                    if not colon:
+                        raise Reject(400, "Invalid header field line")
+                    field = (name.lower(), value.strip(b" \t"))
+                    fresh.append((line, field))
+                headers.append(field)
+        if fresh:
+            try:
+                # Field syntax is context-free: lines h11 accepted before need no second look.
+                # HTTP/1.0 so h11 does not ask for a Host line it may not be shown;
+                # inspect_head applies the Host, Content-Length and Transfer-Encoding rules.
+                _Request(method=method, target=target, headers=[f for _, f in fresh], http_version=b"1.0")
+            except _H11Error:
+                raise Reject(400, "Malformed request head") from None
+            _remember(fresh)
+        version = _VERSIONS.get(raw_version) or raw_version.decode("ascii")
+        framing = inspect_head(method, target, version, headers, self.limits)
+        return method, target, version, headers, framing
 
     def _size_line(self, line: bytes) -> None:
         size = parse_chunk_size(line)
@@ -208,12 +248,13 @@ class H11Parser:
         pending = bytearray(data[pos:] if pos else data)
         self.pending = pending
         self.searched = len(pending)
-        self._check_pending(pending)
+        self._check_pending(pending, 0)
 
-    def _check_pending(self, pending: bytearray) -> None:
+    def _check_pending(self, pending: bytearray, searched: int) -> None:
+        """``pending`` holds no CRLF that ends before offset ``searched``."""
         state = self.state
         if state == _HEAD:
-            self._check_head(pending)
+            self._check_head(pending, searched)
         elif state == _DATA_END:
             if len(pending) > 1 or pending[0] != 13:
                 raise Reject(400, "Chunk data not followed by CRLF")
@@ -231,10 +272,10 @@ class H11Parser:
             if state == _TRAILER:
                 self.limits.check_pending(self.trailer_bytes + size)
 
-    def _check_head(self, pending: bytearray) -> None:
+    def _check_head(self, pending: bytearray, searched: int) -> None:
         """Incrementally check an incomplete head; enforce the head budget."""
         scanned = self.scanned
-        eol = pending.find(b"\r\n", scanned)
+        eol = pending.find(b"\r\n", max(scanned, searched - 1))
         while eol >= 0:
             self._check_line(bytes(pending[scanned:eol]), scanned == 0, True)
             scanned = eol + 2

@@ -232,3 +232,22 @@ def test_parser_factory_builds_independent_parsers(kind: str) -> None:
     assert first is not second
     assert statuses(first.feed(b"GET /" + b"a" * 60 + b" HTTP/1.1\r\n")) == [414]
     assert [type(e) for e in second.feed(GET)] == [RequestHead, MessageEnd]
+
+
+def test_repeated_heads_get_their_own_header_lists(kind: str) -> None:
+    """Apps may mutate scope["headers"]; a repeated head must not see the previous mutation."""
+    parser = new(kind)
+    first = parser.feed(GET)[0]
+    first.headers.append((b"x-mutated", b"1"))
+    second = parser.feed(GET)[0]
+    assert second.headers == [(b"host", b"a")]
+    assert second.headers is not first.headers
+
+
+def test_known_field_lines_still_checked_in_context(kind: str) -> None:
+    """Lines already validated once are still subject to the per-head rules."""
+    parser = new(kind)
+    assert statuses(parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")) == []
+    assert statuses(parser.feed(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")) == [400]
+    parser = new(kind)
+    assert statuses(parser.feed(GET + b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n")) == [400]
