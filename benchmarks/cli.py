@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if find_wrk() is None:
         print(WRK_MISSING, file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # so `kill` of the harness still stops its servers
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
     if pin:
         os.sched_setaffinity(0, {a.client_cpu})  # keep the harness itself off the servers' core
@@ -184,6 +186,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("\n".join(report.headline(results)))
     failed = results["meta"]["failures"]
     return 1 if failed or results["meta"].get("interrupted") else 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _loadavg() -> str:

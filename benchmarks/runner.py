@@ -78,8 +78,10 @@ def started(s: Scenario, st: Settings, failures: dict[str, str], progress: Progr
                 del procs[vid]
         yield procs
     finally:
-        for p in procs.values():
+        for vid, p in procs.items():
             p.stop()
+            if p.killed:
+                progress.line(f"{s.name:<13} {vid}: did not exit within 10 s of SIGTERM; killed", False)
 
 
 def _drain(p: ServerProcess, path: str, timeout: float) -> None:

@@ -160,6 +160,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(pin + self.cmd, cwd=src, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)
+        self.killed = False  # True when SIGTERM did not stop it within 10 s
 
     @property
     def url(self) -> str:
@@ -223,16 +224,21 @@ class ServerProcess:
         return total
 
     def stop(self) -> None:
+        """TERM the group, then KILL it; never raises (one stubborn server must not strand the others)."""
         if self.proc.returncode is None:
             children = self.tree()[1:]
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _killpg(self.proc.pid)
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=10)
             except ProcessLookupError:
-                self.proc.wait(timeout=5)
+                pass
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                _killpg(self.proc.pid)
+                try:
+                    self.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pass
             # Workers that outlived their parent (gunicorn/granian): by the PIDs we recorded.
             for child in children:
                 try:
