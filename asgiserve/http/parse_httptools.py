@@ -50,7 +50,7 @@ class HttptoolsParser:
     """``RequestParser`` over ``httptools.HttpRequestParser``."""
 
     __slots__ = (
-        "limits", "max_fields", "field_max", "target_fast_max", "parser", "feed_data", "events", "emit",
+        "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
         "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
         "tail_bytes", "meter", "dead",
     )
@@ -58,7 +58,6 @@ class HttptoolsParser:
     def __init__(self, limits: HeadLimits) -> None:
         self.limits = limits
         self.max_fields = limits.fields
-        self.field_max = limits.field_size - 2
         self.target_fast_max = limits.target_fast_max
         self.events: list[Event] = []
         self.emit = self.events.append
@@ -130,11 +129,12 @@ class HttptoolsParser:
             self.limits.check_request_line(self.parser.get_method(), url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Only the count here (it bounds this list within one feed); field sizes are checked
+        # by inspect_head, or by _head_incomplete when a feed ends inside the head.
         headers = self.headers
-        value = value.rstrip(b" \t")  # llhttp strips leading OWS only
-        if len(headers) >= self.max_fields or len(name) + len(value) > self.field_max:
-            self.limits.check_field(len(headers) + 1, name, value)
-        headers.append((name.lower(), value))
+        if len(headers) >= self.max_fields:
+            raise Reject(431, "Too many header fields")
+        headers.append((name.lower(), value.rstrip(b" \t")))  # llhttp strips leading OWS only
 
     def on_headers_complete(self) -> None:
         self.state = _BODY
@@ -217,6 +217,7 @@ class HttptoolsParser:
             self.pending = max(0, len(data) - start)
             self.meter = None
         try:
+            self.limits.check_fields(self.headers)
             newline = data.rfind(b"\n", start)
             if newline >= 0:
                 self.meter = FieldMeter()
