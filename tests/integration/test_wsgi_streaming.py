@@ -354,3 +354,36 @@ def test_big_download_to_a_slow_client_keeps_server_memory_flat(server_process: 
         assert got == BIG
     growth = max(peak) - base
     assert growth < 48 * MIB, f"server RSS grew by {growth // MIB} MiB during a {BIG // MIB} MiB download"
+
+
+def test_server_shutdown_aborts_a_stuck_stream_and_closes_it_once(serve: Serve) -> None:
+    """A client that never reads keeps a streaming response in flight past the graceful
+    timeout: the server cancels it, the bridge frees the thread and calls close() once."""
+    state = {"closed": 0}
+    closed = threading.Event()
+
+    class Endless:
+        def __iter__(self) -> Iterator[bytes]:
+            block = b"s" * 65536
+            while True:
+                yield block
+
+        def close(self) -> None:
+            state["closed"] += 1
+            closed.set()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Endless:
+        start_response("200 OK", [])
+        return Endless()
+
+    server = serve(app, timeout_graceful_shutdown=0.3, wsgi_send_timeout=60)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    with RawClient(sock) as client:
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert client.read_head()[0] == 200
+        server.stop()  # graceful shutdown times out on the stuck response, then cancels it
+        assert closed.wait(10)
+    assert state["closed"] == 1
