@@ -34,17 +34,15 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
+from .appside import (
+    ABORT, BODY, END, ERROR, ERROR500, FILE, GONE, INPUT, SPACE, START, AppSide, run_in_thread,
+)
 from .environ import build_environ
-from .filewrapper import MIN_BLOCK, FileWrapper
+from .filewrapper import FileWrapper
 from .pool import ThreadPool
-from .response import content_length, encode_headers, parse_status
 from .streams import ClientDisconnected, ErrorStream, InputStream
 
 logger = logging.getLogger("asgiserve.error")
-
-# Event kinds posted by the thread (compared by identity).
-START, BODY, END, INPUT, FILE, ERROR, ERROR500, GONE = "start", "body", "end", "input", "file", "error", "500", "gone"
-ABORT, SPACE = object(), object()  # loop -> thread tokens
 
 JOIN_LIMIT = 64 * 1024  # chunks taken in one batch are joined into one send up to this size
 _ERROR_BODY = b"Internal Server Error"
@@ -135,7 +133,7 @@ class WSGIMiddleware:
                 return
 
 
-class Exchange:
+class Exchange(AppSide):
     """One request, shared by its coroutine (loop side) and its pool thread (app side)."""
 
     __slots__ = (
@@ -176,7 +174,6 @@ class Exchange:
         self.finished = False
         self.write = self._write_callable
 
-    # ================================ loop side ========================================
     async def serve(self) -> None:
         scope = self.scope
         environ = self.environ = build_environ(scope, self.mw.base_environ, None, ErrorStream())
@@ -197,7 +194,7 @@ class Exchange:
         self.body_done = not more
         environ["wsgi.input"] = InputStream(first, more, limit, self._fetch)
         self.context = contextvars.copy_context()
-        self.mw.pool.submit(_run_in_thread, self)
+        self.mw.pool.submit(run_in_thread, self)
         try:
             await self._pump()
         except _Gone:
@@ -405,191 +402,3 @@ class Exchange:
                 logger.exception("Error closing a wsgi.file_wrapper file")
 
     # ================================ thread side ======================================
-    def _call_loop(self) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # the loop is closed: nobody will ever take the response
-            self.aborted = True
-            self.abort_exc = ClientDisconnected("the event loop is closed")
-            raise self.abort_exc from None
-
-    def _post(self, *events: tuple[Any, ...]) -> None:
-        with self.lock:
-            if self.aborted:
-                raise self.abort_exc
-            self.events.extend(events)
-            wake = not self.wake_pending
-            self.wake_pending = True
-        if wake:
-            self._call_loop()
-
-    def _fetch(self) -> tuple[bytes, bool]:
-        """wsgi.input wants the next body chunk: ask the loop and wait for it."""
-        self._post((INPUT,))
-        item = self.inbox.get()
-        if type(item) is tuple:
-            return item  # type: ignore[no-any-return]
-        if item is ABORT:
-            raise self.abort_exc
-        raise item
-
-    def start_response(self, status: Any, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
-        if exc_info is not None:
-            try:
-                if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # no reference cycle through the traceback
-        elif self.status is not None:
-            raise RuntimeError("start_response() called a second time without exc_info")
-        code = parse_status(status)
-        self.headers = encode_headers(headers)
-        self.status = code
-        return self.write
-
-    def _start_message(self) -> dict[str, Any]:
-        if self.status is None:
-            raise RuntimeError("the WSGI app produced a response body without calling start_response()")
-        return {"type": "http.response.start", "status": self.status, "headers": self.headers}
-
-    def _write(self, data: bytes) -> None:
-        """Hand a non-empty chunk to the loop; block while too much is waiting for the client."""
-        start = None if self.headers_sent else self._start_message()
-        with self.lock:
-            if self.aborted:
-                raise self.abort_exc
-            if start is not None:
-                self.events.append((START, start))
-                self.headers_sent = True
-            self.events.append((BODY, data))
-            self.buffered += len(data)
-            wake = not self.wake_pending
-            self.wake_pending = True
-            wait = self.writer_waiting = self.buffered > self.mw.buffer_size
-        if wake:
-            self._call_loop()
-        if wait and self.inbox.get() is ABORT:
-            raise self.abort_exc
-
-    def _write_callable(self, data: bytes) -> None:
-        """The legacy write() returned by start_response()."""
-        if type(data) is not bytes:
-            data = _as_bytes(data)
-        if data:
-            self._write(data)
-
-    def run_app(self) -> None:
-        environ = self.environ
-        try:
-            result = self.mw.app(environ, self.start_response)
-        except BaseException as exc:
-            self._fail(exc)
-            return
-        error: Optional[BaseException] = None
-        tail: Optional[list[bytes]] = None
-        handed_off = False
-        try:
-            if type(result) is list or type(result) is tuple:
-                # Already in memory: hand it over whole with the end (frees the thread at once).
-                tail = [c if type(c) is bytes else _as_bytes(c) for c in result]
-            elif type(result) is FileWrapper:
-                handed_off = self._send_file_handoff(result)
-                if not handed_off:  # no sendfile path: read it here in blocks
-                    self._iterate(_file_blocks(result))
-            else:
-                self._iterate(result)
-        except BaseException as exc:
-            error = exc
-        if not handed_off:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except BaseException as exc:
-                    if error is None:
-                        logger.error("Exception in the close() of a WSGI response", exc_info=exc)
-                    else:
-                        logger.error("Exception in close() after an error in a WSGI response", exc_info=exc)
-        errors = environ["wsgi.errors"]
-        if errors._partial:
-            errors.flush()
-        if error is not None:
-            self._fail(error)
-            return
-        try:
-            start = None if self.headers_sent else self._start_message()
-        except RuntimeError as exc:
-            self._fail(exc)
-            return
-        events: list[tuple[Any, ...]] = []
-        if start is not None:
-            events.append((START, start))
-            self.headers_sent = True
-        events.append((END, [c for c in tail if c] if tail else []))
-        try:
-            self._post(*events)
-        except ClientDisconnected:
-            pass  # the loop already gave up on this request
-
-    def _iterate(self, iterable: Any) -> None:
-        write = self._write
-        for chunk in iterable:
-            if type(chunk) is not bytes:
-                chunk = _as_bytes(chunk)
-            if chunk:
-                write(chunk)
-            elif self.aborted:
-                raise self.abort_exc
-
-    def _send_file_handoff(self, wrapper: FileWrapper) -> bool:
-        """Give a real file to the server's zero-copy path; False when that is not possible."""
-        if "http.response.zerocopysend" not in (self.scope.get("extensions") or ()):
-            return False
-        if wrapper.fileno() is None:
-            return False
-        start = None if self.headers_sent else self._start_message()
-        events: list[tuple[Any, ...]] = []
-        if start is not None:
-            events.append((START, start))
-            self.headers_sent = True
-        events.append((FILE, wrapper, content_length(self.headers)))
-        self._post(*events)
-        return True
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.aborted and isinstance(exc, ClientDisconnected):
-            logger.debug("WSGI request ended early: %s", exc)
-            return
-        try:
-            if self.disconnected and isinstance(exc, OSError):
-                # The app failed because the client left mid-upload: nobody to answer.
-                logger.debug("WSGI app stopped after the client disconnected: %r", exc)
-                self._post((GONE,))
-            elif self.headers_sent:
-                self._post((ERROR, exc))  # the loop raises it; the server logs and closes
-            else:
-                logger.error("Exception in WSGI application", exc_info=exc)
-                self._post((ERROR500,))
-        except ClientDisconnected:
-            pass
-
-
-def _run_in_thread(exchange: Exchange) -> None:
-    assert exchange.context is not None
-    exchange.context.run(exchange.run_app)
-
-
-def _file_blocks(wrapper: FileWrapper) -> Any:
-    read = wrapper.filelike.read
-    size = max(wrapper.blksize, MIN_BLOCK)
-    while True:
-        data = read(size)
-        if not data:
-            return
-        yield data
-
-
-def _as_bytes(chunk: Any) -> bytes:
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        return bytes(chunk)
-    raise TypeError(f"a WSGI response body must yield bytes, got {type(chunk).__name__}")
