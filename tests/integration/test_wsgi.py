@@ -369,3 +369,16 @@ def test_bridge_under_uvicorn() -> None:
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX only")
+
+
+def test_sync_vs_async_example_one_app_two_models(serve: Serve) -> None:
+    from examples.sync_vs_async import app
+
+    server = serve(app)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/async").text == "slept 50 ms on the event loop\n"
+        r = client.get("/sync")
+        assert r.text == "slept 50 ms in a thread\n" and r.headers["content-length"] == "24"
+        stats = client.get("/stats").json()
+        assert stats["completed"] >= 1 and stats["max_threads"] == 8
+        assert client.get("/other").status_code == 404
