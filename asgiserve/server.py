@@ -24,6 +24,7 @@ from .http.response import default_headers
 logger = logging.getLogger("asgiserve.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FRESH_GRACE = 1.0  # seconds a just-accepted connection gets to send its request at shutdown
 
 
 class ServerState:
@@ -56,6 +57,7 @@ class ServerState:
         self.total_requests = 0
         self.shutting_down = False
         self.all_done: Optional[asyncio.Event] = None
+        self.fresh_event: Optional[asyncio.Event] = None
         # Each request runs in a fresh copy of this context, never of another request's.
         self.context = contextvars.copy_context()
 
@@ -101,8 +103,15 @@ class ServerState:
         return self.active_requests > 0
 
     def close_when_idle(self, proto: HttpProtocol) -> None:
-        if proto.is_idle():
+        if proto.is_idle() and not proto.fresh:
             proto.close()
+
+    def fresh_changed(self) -> None:
+        if self.fresh_event is not None:
+            self.fresh_event.set()
+
+    def fresh_connections(self) -> list[HttpProtocol]:
+        return [p for p in self.connections if p.fresh and not p.closed]
 
 
 class Server:
@@ -220,6 +229,8 @@ class Server:
             await asyncio.sleep(0)
         for proto in list(state.connections):
             state.close_when_idle(proto)
+        if not self._force:
+            await self._await_fresh(state)
         if state.tasks_pending() and not self._force:
             state.all_done = asyncio.Event()
             if state.tasks_pending():
@@ -240,6 +251,28 @@ class Server:
             task.cancel()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=5.0)
+
+    async def _await_fresh(self, state: ServerState) -> None:
+        """Connections accepted just before shutdown usually have their first request in
+        flight: closing them now would reset a client that did nothing wrong (a reload under
+        load would drop requests). Give them FRESH_GRACE to send it; it is then served with
+        ``Connection: close``. Idle keep-alive connections were closed above, as clients of
+        persistent connections must be ready for that (RFC 9112 9.3.1)."""
+        loop = state.loop
+        deadline = loop.time() + min(FRESH_GRACE, self.config.timeout_graceful_shutdown)
+        state.fresh_event = asyncio.Event()
+        while state.fresh_connections():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            state.fresh_event.clear()
+            try:
+                await asyncio.wait_for(state.fresh_event.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        for proto in state.fresh_connections():
+            if proto.is_idle():
+                proto.close()
 
     def _abort_all(self, cancel: bool = True) -> None:
         state = self.state

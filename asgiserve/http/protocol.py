@@ -35,7 +35,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
-        "idle_since", "pending_error", "eof", "proxy",
+        "idle_since", "pending_error", "eof", "proxy", "fresh",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -57,6 +57,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending_error: Optional[ParseError] = None
         self.eof = False  # the client half-closed: answer what is queued, then close
         self.proxy: Any = None  # ProxyHeaders when this peer is a trusted proxy
+        self.fresh = True  # accepted, no request seen yet (its first one may be on the way)
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -86,6 +87,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
         self.state.connections.discard(self)
+        if self.fresh:
+            self.state.fresh_changed()
         for cycle in self.queue:
             cycle.disconnect()
         self.queue.clear()
@@ -160,6 +163,9 @@ class HttpProtocol(asyncio.Protocol):
     def on_head(self, head: RequestHead) -> None:
         if self.closed:
             return
+        if self.fresh:
+            self.fresh = False
+            self.state.fresh_changed()
         cycle = RequestCycle(self, head)
         self.receiving = cycle
         self.queue.append(cycle)
