@@ -353,3 +353,44 @@ def test_pipelined_request_behind_in_flight_one(serve: Serve) -> None:
             assert second.body == b"ok:/queued" and connection_close(second.headers)
     assert_stops(server)
 
+
+
+def test_connection_accepted_before_shutdown_still_gets_its_first_request_served(serve: Serve) -> None:
+    """A client that connected just before the stop and sends its request a moment later
+    (the usual case during a reload under load) is answered, not reset."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late but served"})
+
+    server = serve(app)
+    client = server.raw()
+    # Make sure the server has accepted the connection before it is told to stop.
+    client.send(b"")
+    with httpx.Client() as probe:
+        assert probe.get(server.url).status_code == 200  # the loop has run since the connect
+    server.server.request_shutdown()
+    wait_refused(server)
+    client.send(req("/late"))
+    response = client.read_response()
+    assert response.status == 200 and response.body == b"late but served"
+    assert connection_close(response.headers)
+    assert_stops(server)
+
+
+def test_silent_connection_does_not_hold_up_shutdown(serve: Serve) -> None:
+    """A connection that never sends anything is closed after the short grace, not kept until
+    --timeout-graceful-shutdown."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        return None
+
+    server = serve(app, timeout_graceful_shutdown=30)
+    client = server.raw(timeout=10)
+    with httpx.Client() as probe:
+        probe.get(server.url)
+    server.server.request_shutdown()
+    assert client.is_closed()
+    assert_stops(server, timeout=10)  # well inside the 30 s graceful timeout
