@@ -34,8 +34,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help="scenario(s) to run (repeatable or comma list); default: all. See --list")
     p.add_argument("--servers", default="", help="comma list of servers to keep (e.g. asgiserve,uvicorn)")
-    p.add_argument("--rounds", type=int, help="alternating rounds per scenario (default 3; quick 1)")
-    p.add_argument("--duration", type=float, help="seconds per measurement, whole seconds (default 4; quick 1)")
+    p.add_argument("--rounds", type=int, help="alternating rounds per scenario (default 4; quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per measurement, whole seconds (default 3; quick 1)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per server and scenario (default 1)")
     p.add_argument("--out", help="output directory (default benchmarks/results, or benchmarks/results/quick)")
     p.add_argument("--server-cpu", type=int, default=0, help="core the servers are pinned to (default 0)")
@@ -51,8 +51,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     a.servers = [n for n in a.servers.split(",") if n]
     if a.quick and not a.scenario:
         a.scenario = list(QUICK_SCENARIOS)
-    a.rounds = a.rounds or (1 if a.quick else 3)
-    a.duration = a.duration or (1 if a.quick else 4)
+    a.rounds = a.rounds or (1 if a.quick else 4)
+    a.duration = a.duration or (1 if a.quick else 3)
     a.warmup = a.warmup or 1
     a.out = a.out or os.path.join(REPO, "benchmarks", "results", "quick" if a.quick else "")
     return a

@@ -52,7 +52,7 @@ def load_table(s: dict[str, Any]) -> list[str]:
     head = "| server | " + ("MB/s median (min–max) | " if mb else "req/s median (min–max) | ")
     limit = next((r for r in rows if r["variant"] == "limit"), None)
     head += "ratio | " + ("of limit | " if limit else "")
-    head += "req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | "
+    head += "req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | CPU stall | "
     head += "peak RSS | notes |" if any("peak_rss" in r for r in rows) else "notes |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -61,7 +61,8 @@ def load_table(s: dict[str, Any]) -> list[str]:
         per_cpu = f"{r['per_cpu']:,.0f}" if r["per_cpu"] else "–"
         cells = [r["title"], val, _fmt_ratio(r["ratio"])] + ([f"{r['rps'] / limit['rps']:.0%}"] if limit else [])
         cells += [per_cpu, _fmt_ratio(r["ratio_cpu"]),
-                 f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['srv_load']:.0%}", f"{r['wrk_load']:.0%}"]
+                 f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['srv_load']:.0%}", f"{r['wrk_load']:.0%}",
+                 f"{r['cpu_stall']:.0%}" if r.get("cpu_stall") is not None else "–"]
         if "peak_rss" in r:
             cells.append(f"{r['peak_rss'] / MiB:,.0f} MiB")
         cells.append(_flags(r))

@@ -84,6 +84,16 @@ def started(s: Scenario, st: Settings, failures: dict[str, str], progress: Progr
                 progress.line(f"{s.name:<13} {vid}: did not exit within 10 s of SIGTERM; killed", False)
 
 
+def cpu_stall_us() -> int:
+    """Linux PSI: total microseconds some runnable task waited for a CPU (-1 if unavailable).
+    Per measurement, stall/wall says how contended the machine was while it ran."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def _drain(p: ServerProcess, path: str, timeout: float) -> None:
     with contextlib.suppress(OSError):
         probe(p.port, path, timeout=timeout)
@@ -109,11 +119,12 @@ def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
              progress: Progress) -> dict[str, Any]:
     if s.peak_rss:
         p.reset_peak_rss()
-    cpu0 = p.cpu_seconds()
-    res = run_wrk(p.url + (v.path or s.path), c, st.duration, st.client_cpu, s.post_bytes, s.timeout_s)
-    cpu = p.cpu_seconds() - cpu0
+    cpu0, stall0 = p.cpu_seconds(), cpu_stall_us()
+    duration = max(st.duration, s.min_duration) if st.duration > 1 else st.duration  # --quick keeps 1 s
+    res = run_wrk(p.url + (v.path or s.path), c, duration, st.client_cpu, s.post_bytes, s.timeout_s)
+    cpu, stall = p.cpu_seconds() - cpu0, cpu_stall_us() - stall0
     row: dict[str, Any] = {"variant": v.id, "concurrency": c, "round": r, **res.as_dict(), "server_cpu": cpu,
-                           "port": p.port}
+                           "port": p.port, "cpu_stall": stall / 1e6 / res.wall if stall >= 0 else None}
     if s.peak_rss:
         row["peak_rss"] = p.peak_rss()
     _drain(p, _probe_path(s, v), s.timeout_s + 30)
@@ -128,8 +139,9 @@ def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
         speed += f" {res.rps * s.body_bytes / 1e6:>7,.0f} MB/s"
     if s.peak_rss:
         speed += f"  peak RSS {row['peak_rss'] / 2**20:5.0f} MiB"
+    busy = f" stall {row['cpu_stall']:4.0%}" if row["cpu_stall"] is not None else ""
     progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {res.latency_us['p99'] / 1000:>7.1f} ms"
-                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%}" + (f"  {' '.join(flags)}" if flags else ""))
+                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%}{busy}" + (f"  {' '.join(flags)}" if flags else ""))
     return row
 
 

@@ -53,6 +53,7 @@ class Scenario:
     timeout_s: float = 10.0
     conn_counts: tuple[int, ...] = ()  # memory scenario: idle connection counts
     max_rounds: Optional[int] = None  # sweeps: bounded by sleeps, not noise, so fewer rounds suffice
+    min_duration: int = 0  # a sweep whose queues take seconds to fill needs a longer window
     ideal_seconds: float = 0.0  # sweep plots: the c / t line a perfectly concurrent server would reach
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -93,7 +94,7 @@ def all_scenarios() -> list[Scenario]:
         Scenario("flask", "Flask hello world", "throughput", _by_app(WSGI_SERVERS, "", A + "flask_app:app")),
         Scenario("sync-async", "Sync vs async: 50 ms of I/O per request", "sweep",
                  _sweep_variants("/async", "/sync", (8, 32, 128)), concurrency=(1, 10, 50, 100, 200, 500),
-                 timeout_s=30.0, max_rounds=2, ideal_seconds=0.05),
+                 timeout_s=30.0, max_rounds=2, min_duration=5, ideal_seconds=0.05),
         Scenario("cpu-bound", "CPU-bound handler (~5 ms of pure Python per request)", "sweep",
                  _sweep_variants("/cpu", "/cpu", (8, 32)), concurrency=(1, 10, 50), timeout_s=30.0, max_rounds=2),
         Scenario("download-1m", "1 MiB streamed download", "throughput", _by_app(BODY_SERVERS, *bodies),
