@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_more_requests_than_threads_all_answered(serve: Serve) -> None:
 # --------------------------- memory, in a separate process ---------------------------
 
 SERVER_SCRIPT = r"""
-import asyncio, sys
+import asyncio, os, sys
 from asgiserve.config import Config
 from asgiserve.server import Server
 from asgiserve.loop import new_event_loop
@@ -212,7 +213,14 @@ def app(environ, start_response):
     start_response("200 OK", [])
     return [str(produced).encode()]
 
+async def orphan_guard():
+    parent = os.getppid()
+    while os.getppid() == parent:  # the test process died (e.g. a timeout): do not linger
+        await asyncio.sleep(0.5)
+    os._exit(1)
+
 async def main():
+    asyncio.ensure_future(orphan_guard())
     config = Config(app=app, host="127.0.0.1", port=0, http=sys.argv[1], lifespan="on",
                     access_log=False, log_level="warning", threads=4)
     server = Server(config)
@@ -237,9 +245,12 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else ""
         if not line.strip().isdigit():
             self.proc.kill()
+            self.proc.wait(5)
             raise AssertionError(f"server process did not start: {line!r}")
         self.port = int(line)
         psutil = pytest.importorskip("psutil")
