@@ -208,7 +208,7 @@ class RequestCycle:
             if result is not None:
                 logger.error("ASGI callable returned a value instead of None: %r", result)
             if self.response == WAITING:
-                if self.peer_eof:
+                if self.peer_eof or self.disconnected:
                     logger.debug("Client closed the connection before a response was sent.")
                 else:
                     logger.error("ASGI callable returned without starting a response.")
@@ -231,6 +231,10 @@ class RequestCycle:
             return
         if self.disconnected and isinstance(exc, OSError):
             logger.debug("Client disconnected during request: %r", exc)
+        elif isinstance(exc, OSError) and self.response == STARTED:
+            # I/O trouble mid-response (e.g. a bridge giving up on a client that stopped
+            # reading): one line, not a traceback for something the app did not do wrong.
+            logger.warning("Response aborted: %s: %s", type(exc).__name__, exc)
         elif self.response == DONE:
             logger.error("Exception in ASGI application after the response was sent", exc_info=exc)
         else:
@@ -423,11 +427,12 @@ class RequestCycle:
             return
         if self.head_pending:
             ok = False  # started but no body message ever came: nothing valid was written
+        self.response = DONE
         if not ok:
             if self.remaining:
                 logger.error("Response shorter than its Content-Length; closing the connection.")
             self.keep_alive = False
-        self.response = DONE
+            self.proto.abort()  # a truncated response: don't let it linger on a slow client
         self.log_access()
         self._wake()
         self.proto.cycle_finished(self, self.keep_alive)

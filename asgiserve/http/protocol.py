@@ -29,6 +29,7 @@ logger = logging.getLogger("asgiserve.error")
 
 BODY_HIGH_WATER = 256 * 1024
 MAX_PIPELINE = 32
+LINGER = 10.0  # seconds a closing connection may take to flush before it is aborted
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -251,6 +252,15 @@ class HttpProtocol(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # close() waits for the buffer to flush; a client that never reads would hold
+                # the connection forever.
+                self.loop.call_later(LINGER, self.transport.abort)
+
+    def abort(self) -> None:
+        """Drop the connection now: what was written can't be completed honestly."""
+        self.closed = True
+        self.transport.abort()
 
     def client_label(self) -> str:
         if self.client is None:

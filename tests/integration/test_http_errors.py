@@ -561,3 +561,32 @@ def test_connect_method_never_hangs_or_tunnels(serve: Serve) -> None:
     with server.raw() as client:  # the server is still healthy
         client.send(req("/ok"))
         assert client.read_response().status == 200
+
+
+def test_failure_mid_response_drops_a_client_that_does_not_read(serve: Serve) -> None:
+    """An app that gives up on a client that stopped reading (its send timed out, as the WSGI
+    bridge's stall timeout does): the connection is dropped at once instead of waiting, maybe
+    forever, to flush a truncated body."""
+    failed = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(start(200, [(b"content-length", b"%d" % (1 << 30))]))
+        try:
+            await asyncio.wait_for(send(body(b"x" * (8 << 20), more=True)), 0.3)
+        finally:
+            failed.set()
+
+    server = serve(app)
+    client = server.raw(timeout=10)
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    client.read_head()  # ... and then read nothing more
+    assert failed.wait(10)
+    state = server.server.state
+    assert state is not None
+    deadline = time.monotonic() + 5  # well below the 10 s a closing connection may linger
+    while state.connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not state.connections, "a truncated response kept its connection open"
+    client.close()
