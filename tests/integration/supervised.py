@@ -23,10 +23,16 @@ from asgiserve.config import env_names, option_fields
 DEADLINE = 20.0
 
 APP = '''
-import asyncio, json, os, sys, time
+import asyncio, json, os, time
 
 VERSION = "v1"
-print(f"IMPORTED {os.getpid()}", file=sys.stderr, flush=True)
+
+
+def say(text):  # one write(2) per line: lines from several workers must not interleave
+    os.write(2, f"{text}\n".encode())
+
+
+say(f"IMPORTED {os.getpid()}")
 
 
 async def lifespan(receive, send):
@@ -46,10 +52,10 @@ async def app(scope, receive, send):
         return await lifespan(receive, send)
     path, query = scope["path"], scope["query_string"].decode()
     if path == "/slow":
-        print(f"SLOW-START {os.getpid()}", file=sys.stderr, flush=True)
+        say(f"SLOW-START {os.getpid()}")
         await asyncio.sleep(float(query or "1"))
     elif path == "/block":
-        print(f"BLOCK-START {os.getpid()}", file=sys.stderr, flush=True)
+        say(f"BLOCK-START {os.getpid()}")
         time.sleep(60)
     if path == "/whoami":
         body = json.dumps({"client": scope["client"], "scheme": scope["scheme"], "uid": os.getuid(),
