@@ -29,7 +29,7 @@ VERSION = "v1"
 
 
 def say(text):  # one write(2) per line: lines from several workers must not interleave
-    os.write(2, f"{text}\n".encode())
+    os.write(2, f"{text}\\n".encode())
 
 
 say(f"IMPORTED {os.getpid()}")
