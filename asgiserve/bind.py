@@ -213,18 +213,6 @@ def sockets_from_fds(fds: Iterable[int], backlog: Optional[int] = None) -> list[
     return sockets
 
 
-def systemd_fds(environ: Optional[dict[str, str]] = None) -> list[int]:
-    """File descriptors passed by systemd socket activation (LISTEN_PID/LISTEN_FDS), if for us."""
-    env = os.environ if environ is None else environ
-    try:
-        if int(env.get("LISTEN_PID", "-1")) != os.getpid():
-            return []
-        count = int(env.get("LISTEN_FDS", "0"))
-    except ValueError:
-        return []
-    return list(range(3, 3 + count))
-
-
 def describe(sock: socket.socket) -> str:
     """A human (and test) readable address: http://127.0.0.1:8000, http://[::1]:8000, unix:/path."""
     try:

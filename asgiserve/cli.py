@@ -161,7 +161,7 @@ def serve(app: Optional[str], **options: Any) -> None:
         configure_logging(config)
         if demo:
             logger.info("No APP given: serving the built-in demo app (%s). Run 'asgiserve module:app'.", DEMO_APP)
-        if config.workers > 1:
+        if config.supervised:
             try:
                 supervisor = importlib.import_module("asgiserve.workers.supervisor")
             except ImportError as exc:

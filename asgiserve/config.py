@@ -150,6 +150,10 @@ class Config:
 
     # -- processes -------------------------------------------------------------------
     workers: int = opt(1, "Number of worker processes.", "-w", "--workers", env="WEB_CONCURRENCY")
+    supervise: bool = opt(
+        False, "Run the worker supervisor even with one worker (HUP reloads, --timeout, --max-requests).",
+        is_flag=True,
+    )
     preload: bool = opt(False, "Load the app in the supervisor before forking workers.", is_flag=True)
     timeout: float = opt(
         30.0, "Kill and replace a worker whose event loop has not checked in for this many seconds (0: never)."
@@ -193,6 +197,11 @@ class Config:
             raise ConfigError("; ".join(problems))
 
     # -- derived values (computed once; cheap to call) ----------------------------------
+    @property
+    def supervised(self) -> bool:
+        """Whether a supervisor process runs the workers (gunicorn's model) or this process serves."""
+        return self.workers > 1 or self.supervise or self.max_requests > 0
+
     @property
     def bind_specs(self) -> tuple[str, ...]:
         """All listen addresses as gunicorn-style specs, defaulting to 127.0.0.1:8000."""

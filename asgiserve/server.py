@@ -287,9 +287,22 @@ class Server:
 
 
 def run(config: Config, sockets: Optional[list[socket.socket]] = None) -> None:
-    """Serve in this process until SIGINT/SIGTERM; a second SIGINT forces the exit."""
-    from .loop import new_event_loop
+    """Serve in this process until SIGINT/SIGTERM; a second SIGINT forces the exit.
 
+    The single-process counterpart of workers.supervisor.run: it honours systemd socket
+    activation and Type=notify (READY/STOPPING) and --pid, like the supervisor does.
+    """
+    from . import bind, systemd
+    from .loop import new_event_loop
+    from .workers.process import PidFile
+
+    pidfile = PidFile(config.pid) if config.pid else None
+    if pidfile is not None:
+        pidfile.check()
+    if sockets is None:
+        fds = systemd.listen_fds()
+        if fds:
+            sockets = bind.sockets_from_fds(fds, backlog=config.backlog)
     server = Server(config)
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
@@ -298,21 +311,39 @@ def run(config: Config, sockets: Optional[list[socket.socket]] = None) -> None:
     def on_signal(sig: signal.Signals) -> None:
         nonlocal interrupts
         interrupts += sig == signal.SIGINT
+        if interrupts <= 1:
+            systemd.stopping()
         server.request_shutdown(force=interrupts > 1)
 
+    def on_hup() -> None:
+        logger.warning("SIGHUP ignored: reloading needs the supervisor (--supervise or --workers N).")
+
+    async def main() -> None:
+        notifier = asyncio.ensure_future(systemd.notify_when_serving(server))
+        try:
+            await server.serve(sockets)
+        finally:
+            notifier.cancel()
+
+    handled = (*HANDLED_SIGNALS, signal.SIGHUP)
     if threading.current_thread() is threading.main_thread():
         for sig in HANDLED_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
-        loop.run_until_complete(server.serve(sockets))
+        if pidfile is not None:
+            pidfile.write()
+        loop.run_until_complete(main())
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
-            for sig in HANDLED_SIGNALS:
+            for sig in handled:
                 try:
                     loop.remove_signal_handler(sig)
                 except (ValueError, RuntimeError):  # loop already closing
                     pass
             asyncio.set_event_loop(None)
             loop.close()
+            if pidfile is not None:
+                pidfile.remove()

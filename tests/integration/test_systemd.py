@@ -167,3 +167,49 @@ def test_notify_sends_one_datagram_and_survives_a_missing_socket(tmp_path: Path)
         n.close()
     assert not systemd.notify("READY=1", environ={"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert not systemd.notify("READY=1", environ={})
+
+
+def test_single_process_socket_activation_notify_and_pid_file(tmp_path: Path, notify: Notifications) -> None:
+    """--workers 1 (no supervisor) honours the same systemd contract and --pid; HUP is not fatal."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    pid_file = tmp_path / "app.pid"
+    app = write_app(tmp_path)
+    proc = Supervised(
+        [app, "--no-access-log", "-b", "127.0.0.1:1", "--pid", str(pid_file)],
+        cwd=tmp_path, env={"NOTIFY_SOCKET": notify.env_value},
+        prefix=[sys.executable, "-c", EXEC_WRAPPER, str(listener.fileno())], pass_fds=[listener.fileno()],
+    )
+    listener.close()
+    try:
+        ready = notify.wait_for("READY")
+        assert ready["READY"] == "1" and ready["MAINPID"] == str(proc.pid)
+        assert ready["STATUS"] == f"Serving on http://127.0.0.1:{port}"
+        assert pid_file.read_text().strip() == str(proc.pid)
+        assert get(port)[0] == 200
+        proc.signal(signal.SIGHUP)
+        proc.wait_for("SIGHUP ignored")
+        assert get(port)[0] == 200
+        proc.signal(signal.SIGTERM)
+        assert notify.wait_for("STOPPING")["STOPPING"] == "1"
+        assert proc.finish() == 0
+        assert not pid_file.exists()
+    finally:
+        proc.kill()
+        print(f"datagrams: {notify.received}\nlog:\n{proc.text}")
+
+
+def test_supervise_runs_the_supervisor_with_one_worker(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    proc = Supervised([app, "--no-access-log", "--port", "0", "--supervise"], cwd=tmp_path)
+    try:
+        proc.wait_for(r"Listening on http://127\.0\.0\.1:\d+")
+        proc.wait_for(r"Supervisor \d+ starting 1 worker")
+        proc.wait_for(r"Worker \d+ is serving")
+        proc.signal(signal.SIGTERM)
+        assert proc.finish() == 0
+    finally:
+        proc.kill()
+        print(proc.text)

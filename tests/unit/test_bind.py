@@ -260,11 +260,3 @@ def test_fd_must_be_a_stream_socket() -> None:
 def test_bad_fd() -> None:
     with pytest.raises(BindError, match="could not use fd://999999"):
         bind.sockets_from_fds([999999])  # far above any open descriptor
-
-
-def test_systemd_fds() -> None:
-    pid = str(os.getpid())
-    assert bind.systemd_fds({"LISTEN_PID": pid, "LISTEN_FDS": "2"}) == [3, 4]
-    assert bind.systemd_fds({"LISTEN_PID": "1", "LISTEN_FDS": "2"}) == []
-    assert bind.systemd_fds({}) == []
-    assert bind.systemd_fds({"LISTEN_PID": pid, "LISTEN_FDS": "x"}) == []
