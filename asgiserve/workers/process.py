@@ -51,7 +51,7 @@ def fork_worker(run_child: Callable[[int], int], close_in_child: Iterable[int] =
 
 def read_available(fd: int) -> tuple[bytes, bool]:
     """Everything readable now from a non-blocking pipe: (data, reached EOF)."""
-    chunks = []
+    chunks: list[bytes] = []
     try:
         while True:
             data = os.read(fd, 65536)

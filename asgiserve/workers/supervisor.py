@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .. import bind, systemd
 from ..config import Config
@@ -188,11 +188,12 @@ class Supervisor:
 
     # -- signals --------------------------------------------------------------------------
     def dispatch(self, signum: int) -> None:
-        handler = {
+        handlers: dict[int, Callable[[], None]] = {
             signal.SIGHUP: self.handle_hup, signal.SIGTERM: self.handle_term, signal.SIGINT: self.handle_int,
             signal.SIGQUIT: self.handle_quit, signal.SIGTTIN: self.handle_ttin, signal.SIGTTOU: self.handle_ttou,
             signal.SIGUSR1: self.handle_usr1, signal.SIGCHLD: self.reap_workers,
-        }.get(signum)
+        }
+        handler = handlers.get(signum)
         if handler is not None:
             handler()
 

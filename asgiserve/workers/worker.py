@@ -89,14 +89,14 @@ def reopen_log_files() -> None:
             handler.acquire()
             try:
                 handler.close()
-                handler.stream = None  # type: ignore[assignment]
+                handler.stream = None
             finally:
                 handler.release()
 
 
 def set_title(role: str, config: Config) -> None:
     try:
-        import setproctitle  # optional extra: asgiserve[proctitle]
+        import setproctitle  # type: ignore[import-not-found,unused-ignore]  # optional extra
     except ImportError:
         return
     app = config.app if isinstance(config.app, str) else getattr(config.app, "__qualname__", "app")

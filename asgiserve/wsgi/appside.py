@@ -31,7 +31,8 @@ ABORT, SPACE = object(), object()  # loop -> thread tokens
 class AppSide:
     """Thread-side methods; the state lives in ``bridge.Exchange``'s slots."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # the state lives in Exchange's slots; mypy sees the declarations below
+        __slots__ = ()
 
     if TYPE_CHECKING:
         mw: WSGIMiddleware
@@ -78,7 +79,7 @@ class AppSide:
         self._post((INPUT,))
         item = self.inbox.get()
         if type(item) is tuple:
-            return item  # type: ignore[no-any-return]
+            return item
         if item is ABORT:
             raise self.abort_exc
         raise item

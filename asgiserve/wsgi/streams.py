@@ -149,7 +149,7 @@ class InputStream:
         return b"".join(parts)
 
     def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()
