@@ -37,6 +37,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="alternating rounds per scenario (default 4; quick 1)")
     p.add_argument("--duration", type=float, help="seconds per measurement, whole seconds (default 3; quick 1)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per server and scenario (default 1)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="repeat a measurement up to N times while other processes use >15%% of the server's core "
+                        "(default 2; 0 for none; at most 25%% extra measurements per run); the quietest is kept")
     p.add_argument("--out", help="output directory (default benchmarks/results, or benchmarks/results/quick)")
     p.add_argument("--server-cpu", type=int, default=0, help="core the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="core wrk and the harness are pinned to (default 1)")
@@ -119,7 +122,7 @@ def scenario_record(s: Any) -> dict[str, Any]:
     return {"name": s.name, "title": s.title, "kind": s.kind, "path": s.path,
             "method": "POST" if s.post_bytes else "GET", "concurrency": list(s.concurrency),
             "body_bytes": s.body_bytes, "post_bytes": s.post_bytes, "conn_counts": list(s.conn_counts),
-            "ideal_seconds": s.ideal_seconds,
+            "ideal_seconds": s.ideal_seconds, "notes": s.notes, "unique_targets": s.unique_targets,
             "variants": variants, "baselines": {v.id: s.baseline_for(v) for v in s.variants}, "rows": []}
 
 
@@ -145,7 +148,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     memory.raise_nofile(1 << 20)  # servers inherit it: the memory scenario holds 10,000 connections
     scenarios = select(a.scenario, a.servers, a.quick)
     st = Settings(a.rounds, max(1, round(a.duration)), max(1, round(a.warmup)),
-                  a.server_cpu if pin else None, a.client_cpu if pin else None)
+                  a.server_cpu if pin else None, a.client_cpu if pin else None, 0 if not pin else a.retries)
     method = (f"one worker per server{f', pinned to core {a.server_cpu}' if pin else ''}; wrk -t1"
               f"{f' pinned to core {a.client_cpu}' if pin else ''}; keep-alive; {st.warmup} s warm-up per server; "
               f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A); medians with min-max")
@@ -157,6 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if a.snapshot:
         SOURCE["dir"] = snapshot()
     progress = Progress(sum(planned(s, st) for s in scenarios))
+    st.retry_budget = progress.total // 4  # at most ~25% extra measurements over the whole run
     print(f"{len(scenarios)} scenario(s), {progress.total} measurements; {method}", flush=True)
     t0 = time.monotonic()
     try:

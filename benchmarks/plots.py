@@ -6,7 +6,7 @@ from typing import Any
 
 from .stats import summarise
 
-GROUPS = {"asgi": ("plaintext", "json", "starlette", "fastapi"), "wsgi": ("wsgi", "flask"),
+GROUPS = {"asgi": ("plaintext", "plaintext-unique", "json", "starlette", "fastapi"), "wsgi": ("wsgi", "flask"),
           "bodies": ("download-1m", "upload-1m", "download-100m", "upload-100m")}
 
 

@@ -16,6 +16,8 @@ def _fmt_ratio(x: Optional[float]) -> str:
 
 def _flags(r: dict[str, Any]) -> str:
     out = [r["note"]] if r.get("note") else []
+    if r.get("attempts", r["rounds"]) > r["rounds"]:
+        out.append(f"{r['attempts'] - r['rounds']} noisy attempt(s) repeated")
     if r["srv_load"] < 0.85 and not r["saturated"]:
         out.append(f"server busy only {r['srv_load']:.0%} of the time")
     if r["saturated"]:
@@ -33,16 +35,18 @@ def headline(results: dict[str, Any]) -> list[str]:
         if s["kind"] not in LOAD_SCENARIOS:
             continue
         rows = {r["variant"]: r for r in summarise(s)}
-        ours = rows.get("asgiserve") or rows.get("asgiserve-wsgi")
-        if not ours or not ours["baseline"]:
-            continue
-        base = rows[ours["baseline"]]
-        unit = "MB/s" if "mbps" in ours else "req/s"
-        val = (lambda r: f"{r['mbps']:,.0f} MB/s") if unit == "MB/s" else (lambda r: f"{r['rps']:,.0f} req/s")
-        h11 = rows.get("asgiserve-h11")
-        h11_ratio = _fmt_ratio(h11["rps"] / ours["rps"]) if h11 and ours is rows.get("asgiserve") else "–"
-        lines.append(f"| {s['title']} | {val(ours)} | {base['title']}: {val(base)} | **{_fmt_ratio(ours['ratio'])}**"
-                     f" | {_fmt_ratio(ours['ratio_cpu'])} | {h11_ratio} |")
+        mixed = len({v["kind"] for v in s["variants"]} - {"limit"}) > 1
+        for ours_id in ("asgiserve", "asgiserve-wsgi"):
+            ours = rows.get(ours_id)
+            if not ours or not ours["baseline"]:
+                continue
+            base = rows[ours["baseline"]]
+            val = (lambda r: f"{r['mbps']:,.0f} MB/s") if "mbps" in ours else (lambda r: f"{r['rps']:,.0f} req/s")
+            h11 = rows.get("asgiserve-h11") if ours_id == "asgiserve" else None
+            h11_ratio = _fmt_ratio(h11["rps"] / ours["rps"]) if h11 else "–"
+            title = s["title"] + (" (WSGI)" if mixed and ours_id == "asgiserve-wsgi" else "")
+            lines.append(f"| {title} | {val(ours)} | {base['title']}: {val(base)} | **{_fmt_ratio(ours['ratio'])}**"
+                         f" | {_fmt_ratio(ours['ratio_cpu'])} | {h11_ratio} |")
     return lines
 
 
@@ -52,7 +56,7 @@ def load_table(s: dict[str, Any]) -> list[str]:
     head = "| server | " + ("MB/s median (min–max) | " if mb else "req/s median (min–max) | ")
     limit = next((r for r in rows if r["variant"] == "limit"), None)
     head += "ratio | " + ("of limit | " if limit else "")
-    head += "req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | CPU stall | "
+    head += "req per server CPU-s | ratio (CPU) | p50 ms | p99 ms | server CPU | wrk CPU | other load | "
     head += "peak RSS | notes |" if any("peak_rss" in r for r in rows) else "notes |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -62,7 +66,7 @@ def load_table(s: dict[str, Any]) -> list[str]:
         cells = [r["title"], val, _fmt_ratio(r["ratio"])] + ([f"{r['rps'] / limit['rps']:.0%}"] if limit else [])
         cells += [per_cpu, _fmt_ratio(r["ratio_cpu"]),
                  f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['srv_load']:.0%}", f"{r['wrk_load']:.0%}",
-                 f"{r['cpu_stall']:.0%}" if r.get("cpu_stall") is not None else "–"]
+                 f"{r['foreign_load']:.0%}"]
         if "peak_rss" in r:
             cells.append(f"{r['peak_rss'] / MiB:,.0f} MiB")
         cells.append(_flags(r))
@@ -126,7 +130,9 @@ def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str])
     for s in results["scenarios"]:
         md += [f"## {s['title']} (`{s['name']}`)", ""]
         if s["kind"] == "throughput":
-            md += [f"`{s.get('method', 'GET')} {s['path']}`, {s['concurrency'][0]} keep-alive connections.", ""]
+            target = s["path"] + ("?n=<counter>" if s.get("unique_targets") else "")
+            md += [f"`{s.get('method', 'GET')} {target}`, {s['concurrency'][0]} keep-alive connections."
+                   + (f" {s['notes']}." if s.get("notes") else ""), ""]
             md += load_table(s)
         elif s["kind"] == "sweep":
             md += sweep_table(s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from .servers import SERVERS, ServerProcess, probe
 from .wrk import run_wrk
 
 SATURATED = 0.90  # wrk CPU / wall above this: the load generator, not the server, was the limit
+NOISY = 0.15  # other processes used more than this share of the server's core: measure again
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Settings:
     warmup: float
     server_cpu: Optional[int]
     client_cpu: Optional[int]
+    retries: int = 2
+    retry_budget: int = 0  # repeats left for the whole run, so a noisy machine cannot stretch it unboundedly
 
 
 class Progress:
@@ -84,14 +88,21 @@ def started(s: Scenario, st: Settings, failures: dict[str, str], progress: Progr
                 progress.line(f"{s.name:<13} {vid}: did not exit within 10 s of SIGTERM; killed", False)
 
 
-def cpu_stall_us() -> int:
-    """Linux PSI: total microseconds some runnable task waited for a CPU (-1 if unavailable).
-    Per measurement, stall/wall says how contended the machine was while it ran."""
+def core_busy_seconds(cpu: Optional[int]) -> float:
+    """Seconds one core spent running tasks (or stolen by the hypervisor) since boot (-1 if unknown)."""
+    if cpu is None:
+        return -1.0
     try:
-        with open("/proc/pressure/cpu") as f:
-            return int(f.readline().rsplit("total=", 1)[1])
-    except (OSError, IndexError, ValueError):
-        return -1
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    # user nice system idle iowait irq softirq steal: task time plus hypervisor steal.
+                    # (Interrupt time is left out: much of it is our own loopback traffic.)
+                    user, nice, system, _, _, _, _, steal = (int(x) for x in line.split()[1:9])
+                    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        pass
+    return -1.0
 
 
 def _drain(p: ServerProcess, path: str, timeout: float) -> None:
@@ -106,7 +117,7 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
         for v in variants:  # warm-up at the highest load the scenario uses; results discarded
             p = procs[v.id]
             run_wrk(p.url + (v.path or s.path), max(s.concurrency), st.warmup, st.client_cpu, s.post_bytes,
-                    s.timeout_s)
+                    s.timeout_s, s.unique_targets)
             _drain(p, _probe_path(s, v), s.timeout_s + 30)
         points = [(v, c) for v in variants for c in s.concurrency]
         for r in range(rounds(s, st)):
@@ -117,32 +128,59 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
 
 def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerProcess,
              progress: Progress) -> dict[str, Any]:
+    """One measurement; repeated (up to st.retries times) while other processes used the server's core,
+    keeping the quietest attempt: the choice looks at the noise, never at the result."""
+    best: Optional[dict[str, Any]] = None
+    for attempt in range(st.retries + 1):
+        row = _attempt(s, st, v, c, r, p)
+        if best is None or row["foreign_load"] < best["foreign_load"]:
+            best = row
+        if row["foreign_load"] <= NOISY or st.retry_budget <= 0:
+            break
+        if attempt < st.retries:
+            st.retry_budget -= 1
+            progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4} other processes used "
+                          f"{row['foreign_load']:.0%} of the server core: measuring again", False)
+    assert best is not None
+    best["attempts"] = attempt + 1
+    _report(s, v, c, r, best, progress)
+    return best
+
+
+def _attempt(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerProcess) -> dict[str, Any]:
     if s.peak_rss:
         p.reset_peak_rss()
-    cpu0, stall0 = p.cpu_seconds(), cpu_stall_us()
+    cpu0, core0 = p.cpu_seconds(), core_busy_seconds(st.server_cpu)
     duration = max(st.duration, s.min_duration) if st.duration > 1 else st.duration  # --quick keeps 1 s
-    res = run_wrk(p.url + (v.path or s.path), c, duration, st.client_cpu, s.post_bytes, s.timeout_s)
-    cpu, stall = p.cpu_seconds() - cpu0, cpu_stall_us() - stall0
+    res = run_wrk(p.url + (v.path or s.path), c, duration, st.client_cpu, s.post_bytes, s.timeout_s,
+                  s.unique_targets)
+    cpu, core = p.cpu_seconds() - cpu0, core_busy_seconds(st.server_cpu) - core0
+    # Time the server's core ran something other than the server: other processes, or steal.
+    foreign = max(0.0, core - cpu) / res.wall if core0 >= 0 else 0.0
     row: dict[str, Any] = {"variant": v.id, "concurrency": c, "round": r, **res.as_dict(), "server_cpu": cpu,
-                           "port": p.port, "cpu_stall": stall / 1e6 / res.wall if stall >= 0 else None}
+                           "port": p.port, "foreign_load": foreign}
     if s.peak_rss:
         row["peak_rss"] = p.peak_rss()
     _drain(p, _probe_path(s, v), s.timeout_s + 30)
-    wrk_load, srv_load = res.wrk_cpu / res.wall, cpu / res.wall
+    return row
+
+
+def _report(s: Scenario, v: Variant, c: int, r: int, row: dict[str, Any], progress: Progress) -> None:
+    wrk_load, srv_load = row["wrk_cpu"] / row["wall"], row["server_cpu"] / row["wall"]
+    rps = row["requests"] / row["seconds"] if row["seconds"] else 0.0
     flags = []
     if wrk_load >= SATURATED:
         flags.append("WRK-SATURATED")
-    if res.error_count:
-        flags.append(f"errors={res.errors}")
-    speed = f"{res.rps:>9,.0f} req/s"
+    if row["errors"]:
+        flags.append(f"errors={row['errors']}")
+    speed = f"{rps:>9,.0f} req/s"
     if s.body_bytes:
-        speed += f" {res.rps * s.body_bytes / 1e6:>7,.0f} MB/s"
+        speed += f" {rps * s.body_bytes / 1e6:>7,.0f} MB/s"
     if s.peak_rss:
         speed += f"  peak RSS {row['peak_rss'] / 2**20:5.0f} MiB"
-    busy = f" stall {row['cpu_stall']:4.0%}" if row["cpu_stall"] is not None else ""
-    progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {res.latency_us['p99'] / 1000:>7.1f} ms"
-                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%}{busy}" + (f"  {' '.join(flags)}" if flags else ""))
-    return row
+    progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {row['latency_us']['p99'] / 1000:>7.1f} ms"
+                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%} other {row['foreign_load']:4.0%}"
+                  + (f"  {' '.join(flags)}" if flags else ""))
 
 
 def run_memory(s: Scenario, st: Settings, progress: Progress, failures: dict[str, str]) -> list[dict[str, Any]]:

@@ -53,6 +53,7 @@ class Scenario:
     timeout_s: float = 10.0
     conn_counts: tuple[int, ...] = ()  # memory scenario: idle connection counts
     max_rounds: Optional[int] = None  # sweeps: bounded by sleeps, not noise, so fewer rounds suffice
+    unique_targets: bool = False  # a different request target each request (no identical heads)
     min_duration: int = 0  # a sweep whose queues take seconds to fill needs a longer window
     ideal_seconds: float = 0.0  # sweep plots: the c / t line a perfectly concurrent server would reach
     notes: str = ""
@@ -86,6 +87,11 @@ def all_scenarios() -> list[Scenario]:
     bodies = (A + "bodies:app", A + "bodies:wsgi_app")
     return [
         Scenario("plaintext", "Raw ASGI plaintext", "throughput", _by_app(ASGI_SERVERS, raw)),
+        Scenario("plaintext-unique", "Raw ASGI plaintext, a different target per request", "throughput",
+                 _by_app(("asgiserve", "asgiserve-h11", "uvicorn", "uvicorn-h11", "granian"), raw),
+                 unique_targets=True,
+                 notes="wrk's Lua request() makes every head unique (/?n=1, /?n=2, ...): no per-connection "
+                       "reuse of an identical previous head can help, and wrk itself works harder"),
         Scenario("json", "Raw ASGI JSON", "throughput", _by_app(ASGI_SERVERS, raw, opts=JSON_OPTS), path="/json"),
         Scenario("starlette", "Starlette route", "throughput", _by_app(ASGI_SERVERS, A + "starlette_app:app")),
         Scenario("fastapi", "FastAPI route", "throughput",

@@ -33,8 +33,8 @@ def summarise(scenario: dict[str, Any]) -> list[dict[str, Any]]:
                 "p99_ms": statistics.median(r["latency_us"]["p99"] for r in rs) / 1000,
                 "srv_load": statistics.median(srv_load), "wrk_load": max(wrk_load),
                 "saturated": sum(1 for x in wrk_load if x >= SATURATED), "errors": errors,
-                "cpu_stall": statistics.median(r["cpu_stall"] for r in rs) if all(
-                    r.get("cpu_stall") is not None for r in rs) else None,
+                "foreign_load": statistics.median(r.get("foreign_load", 0.0) for r in rs),
+                "attempts": sum(r.get("attempts", 1) for r in rs),
             }
             if body:
                 row["mbps"] = row["rps"] * body / 1e6

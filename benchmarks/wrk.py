@@ -37,6 +37,16 @@ wrk.body = string.rep("a", tonumber(os.getenv("BENCH_BODY_BYTES")))
 """
 
 
+# Every request a different target, so no server can reuse work from the previous identical head.
+UNIQUE_TARGET = r"""
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, wrk.path .. "?n=" .. counter)
+end
+"""
+
+
 def find_wrk() -> Optional[str]:
     return shutil.which("wrk")
 
@@ -65,11 +75,11 @@ class WrkResult:
 
 
 def run_wrk(url: str, connections: int, duration: float, cpu: Optional[int], post_bytes: int = 0,
-            timeout_s: float = 10.0) -> WrkResult:
+            timeout_s: float = 10.0, unique: bool = False) -> WrkResult:
     wrk = find_wrk()
     if wrk is None:
         raise RuntimeError(WRK_MISSING)
-    script = (POST_BODY if post_bytes else "") + DONE_HOOK
+    script = (POST_BODY if post_bytes else "") + (UNIQUE_TARGET if unique else "") + DONE_HOOK
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
