@@ -397,30 +397,68 @@ class RequestCycle:
         return [b"".join(parts)]
 
     async def send_file(self, message: Any) -> None:
-        """http.response.zerocopysend: stream a file without reading it whole.
+        """http.response.zerocopysend: send a file without reading it whole.
 
-        Reads with os.pread in bounded pieces through the normal body path (so framing,
-        Content-Length accounting and backpressure stay in one place). Kernel sendfile is
-        not used: uvloop's transports do not expose it, and the asyncio fallback would
-        bypass the write-buffer accounting this module relies on.
+        Uses the loop's native sendfile (os.sendfile) where the transport allows it (asyncio's
+        plain TCP and unix transports); uvloop's transports do not, and there the file is read
+        with os.pread in bounded pieces through the normal body path. Either way framing,
+        Content-Length accounting and backpressure are the ones every body goes through.
         """
         if self.response != STARTED:
             raise RuntimeError("Unexpected ASGI message 'http.response.zerocopysend' before http.response.start")
-        fd = message["file"].fileno()
+        file = message["file"]
+        fd = file.fileno()
         offset = message.get("offset")
         if offset is None:
             offset = os.lseek(fd, 0, os.SEEK_CUR)
         left = message.get("count")
+        if left is None:
+            left = max(0, os.fstat(fd).st_size - offset)
         more = message.get("more_body", False)
-        while left is None or left > 0:
-            data = os.pread(fd, FILE_CHUNK if left is None else min(FILE_CHUNK, left), offset)
+        if left and self.native_sendfile:
+            sent = await self.sendfile_native(file, offset, left)
+            offset += sent
+            left -= sent
+        while left > 0:
+            data = os.pread(fd, min(FILE_CHUNK, left), offset)
             if not data:
                 break
             offset += len(data)
-            if left is not None:
-                left -= len(data)
+            left -= len(data)
             await self.send({"type": "http.response.body", "body": data, "more_body": True})
         await self.send({"type": "http.response.body", "body": b"", "more_body": more})
+
+    @property
+    def native_sendfile(self) -> bool:
+        loop = self.proto.loop
+        return (
+            isinstance(loop, asyncio.BaseEventLoop)  # uvloop has no native sendfile
+            and isinstance(self.proto.transport, asyncio.Transport)
+            and not self.is_head
+            and not no_body_status(self.status)
+            and not self.proto.closed
+        )
+
+    async def sendfile_native(self, file: Any, offset: int, count: int) -> int:
+        """Hand up to ``count`` bytes of ``file`` to the kernel; returns how many went (0: not possible).
+
+        Only for identity framing (Content-Length or close-delimited); chunked bodies take the
+        pread path, so a chunk header is never written without knowing its data can follow.
+        """
+        if self.head_pending:
+            self.write_body(b"", True)  # the head alone; framing decided as for any streamed body
+        if self.chunked:
+            return 0
+        if self.remaining is not None and count > self.remaining:
+            raise RuntimeError("Response content longer than Content-Length")
+        try:
+            sent: int = await self.proto.loop.sendfile(self.proto.transport, file, offset, count, fallback=False)
+        except (NotImplementedError, asyncio.SendfileNotAvailableError):
+            return 0
+        if self.remaining is not None:
+            self.remaining -= sent
+        self.bytes_sent += sent
+        return sent
 
     def finish(self, ok: bool) -> None:
         if self.response == DONE:

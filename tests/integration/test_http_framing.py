@@ -496,3 +496,45 @@ def assert_next_response_clean_app(client: RawClient) -> None:
     client.send(req("/whole"))
     response = client.read_response()
     assert response.status == 200 and len(response.body) == 1024 * 1024
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("with_length", [True, False])
+def test_zerocopysend_uses_kernel_sendfile_where_the_transport_allows(
+    serve: Serve, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, loop: str, with_length: bool
+) -> None:
+    """asyncio's transports take os.sendfile; uvloop's can't, and the file is read in pieces.
+    Either way the client gets exactly the requested range, correctly framed."""
+    import os
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    calls: list[int] = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(*args: Any) -> int:
+        calls.append(args[3])
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    offset, count = 5, len(data) - 10
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-length", b"%d" % count)] if with_length else []
+        with open(path, "rb") as f:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.zerocopysend", "file": f, "offset": offset, "count": count})
+
+    server = serve(app, loop=loop)
+    with server.raw(timeout=10) as client:
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        response = client.read_response()
+    assert response.status == 200
+    assert response.body == data[offset : offset + count]
+    if loop == "asyncio" and with_length:
+        assert calls, "asyncio transport: expected the kernel's sendfile"
+    if loop == "uvloop":
+        assert not calls
