@@ -151,7 +151,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                   a.server_cpu if pin else None, a.client_cpu if pin else None, 0 if not pin else a.retries)
     method = (f"one worker per server{f', pinned to core {a.server_cpu}' if pin else ''}; wrk -t1"
               f"{f' pinned to core {a.client_cpu}' if pin else ''}; keep-alive; {st.warmup} s warm-up per server; "
-              f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A); medians with min-max")
+              f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A; sweeps at most 2 rounds, "
+              f"the I/O sweep in 5 s windows); medians with min-max; noisy measurements repeated up to "
+              f"{st.retries} times")
     results: dict[str, Any] = {"meta": {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "versions": versions(a.snapshot), "method": method,

@@ -40,13 +40,13 @@ def bars(results: dict[str, Any], names: tuple[str, ...], path: str) -> bool:
             note = f" {r['ratio']:.2f}x" if r["ratio"] is not None else ""
             if r["saturated"]:
                 note += " (wrk-bound)"
-            ax.text(r[key], i, note, va="center", fontsize=8)
+            ax.text(r[key + "_max"] * 1.01, i, note, va="center", fontsize=8)  # right of the whisker
         kinds = {r["kind"] for r in rows}
         vs = "ratios: ASGI to uvicorn, WSGI to uvicorn+a2wsgi" if "wsgi" in kinds and len(kinds) > 1 else ""
         ax.set_title(f"{s['title']}: {'MB/s' if mb else 'requests/s'}, median of rounds, min-max whiskers"
                      + (f"\n{vs}" if vs else ""), fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
-        ax.set_xlim(0, max(r[key + "_max"] for r in rows) * 1.22)
+        ax.set_xlim(0, max(r[key + "_max"] for r in rows) * 1.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,7 +76,10 @@ def sweep(s: dict[str, Any], path: str) -> bool:
         a2.axhline(ideal * 1000, linestyle=":", color="gray")
     for ax, title in ((a1, "throughput (requests/s)"), (a2, "p99 latency (ms)")):
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if ax is a2 or s.get("ideal_seconds"):
+            ax.set_yscale("log")
+        else:  # a flat line: linear from zero, so small differences are not blown up
+            ax.set_ylim(0, max(r["rps_max"] for r in rows) * 1.15)
         ax.set_xlabel("concurrent connections")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
