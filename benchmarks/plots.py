@@ -119,9 +119,23 @@ def memory(s: dict[str, Any], path: str) -> bool:
     return True
 
 
+MISSING = "matplotlib is not installed: tables written, plots skipped (benchmarks/run installs the bench extra)"
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_plots(results: dict[str, Any], out_dir: str) -> dict[str, str]:
-    """Returns {scenario name or group: file name relative to out_dir}."""
+    """Returns {scenario name or group: file name relative to out_dir}; nothing without matplotlib."""
     made: dict[str, str] = {}
+    if not available():
+        print(MISSING, flush=True)
+        return made
     for group, names in GROUPS.items():
         fname = f"throughput-{group}.png"
         if bars(results, names, os.path.join(out_dir, fname)):
