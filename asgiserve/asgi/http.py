@@ -220,9 +220,11 @@ class RequestCycle:
                 else:
                     self.finish(False)
         finally:
+            state = self.proto.state
+            state.task_done(self.task)
             if self.counted:
                 self.counted = False
-                self.proto.state.request_finished()
+                state.request_finished()
 
     def app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):

@@ -70,6 +70,17 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
     own: set[bytes] = set()
     header_list = []
     for item in headers:
+        if type(item) is tuple:
+            known = _known_get(item)
+            if known is not None:
+                header_list.append(item)
+                if isinstance(known, bytes):
+                    parts.append(known)
+                    continue
+                if content_length is not None and known != content_length:
+                    raise ResponseError(f"invalid Content-Length {item[1]!r}")
+                content_length = known
+                continue
         name, value = item  # raises on a wrong shape; caught by the caller as a bad message
         if type(name) is not bytes or type(value) is not bytes:
             raise ResponseError(f"header names and values must be bytes, got {item!r}")
@@ -86,6 +97,7 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
             if content_length is not None:
                 continue  # an identical repeat: send it once
             content_length = int(value)
+            _remember(item, content_length)
             continue  # re-emitted by the framing code
         if lname == b"transfer-encoding":
             continue  # the server frames the body itself
@@ -93,13 +105,31 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
             if b"close" in value.lower():
                 close = True
             continue
+        line = b"%s: %s\r\n" % (name, value)
         if lname == b"date" or lname == b"server":
             own.add(lname)
-        parts.append(b"%s: %s\r\n" % (name, value))
+        else:
+            _remember(item, line)
+        parts.append(line)
     return ResponseHead(status, b"".join(parts), content_length, close, header_list, frozenset(own) if own else EMPTY)
 
 
 EMPTY: frozenset[bytes] = frozenset()
+
+# Apps send the same few headers over and over (content-type, a handful of lengths, cache
+# headers): a (name, value) tuple already validated maps to its encoded line, or, for
+# Content-Length, to its parsed value. Bounded: emptied when full, so it can't grow with
+# per-request values (cookies, etags), and long values are never kept.
+_KNOWN_MAX = 4096
+_known: dict[tuple[bytes, bytes], "bytes | int"] = {}
+_known_get = _known.get
+
+
+def _remember(item: object, value: "bytes | int") -> None:
+    if type(item) is tuple and len(item[1]) <= 200:  # long values are per-response ones
+        if len(_known) >= _KNOWN_MAX:
+            _known.clear()
+        _known[item] = value
 
 
 def default_headers(server_header: bool, date_header: bool, extra: Iterable[tuple[bytes, bytes]]) -> bytes:

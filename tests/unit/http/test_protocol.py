@@ -113,6 +113,8 @@ async def test_pipelined_requests_answered_in_order(http_impl: str) -> None:
     await settle()
     assert [body for _, body in responses(transport.take())] == [b"/1:", b"/2:abc", b"/3:"]
     assert not transport.closed
+    # Each request's task leaves the server's registry as it ends (nothing accumulates).
+    assert proto.state.tasks == set() and proto.state.active_requests == 0
 
 
 async def test_parse_error_answered_after_earlier_pipelined_requests(http_impl: str) -> None:

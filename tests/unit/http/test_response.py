@@ -89,3 +89,30 @@ def test_error_response_is_self_framed_and_closes() -> None:
     assert b"connection: close" in head
     assert b"content-length: %d" % len(body) in head
     assert body == b"Bad Request: nope\n"
+
+
+def test_repeated_headers_give_the_same_head_and_checks_still_apply() -> None:
+    """Validated (name, value) tuples are remembered; a repeat must not skip any rule."""
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"7"), (b"x-n", b"1")]
+    first = prepare_head(200, headers)
+    again = prepare_head(200, list(headers))
+    for head in (first, again):
+        assert head.header_bytes == b"content-type: text/plain\r\nx-n: 1\r\n"
+        assert head.content_length == 7
+        assert head.headers == headers
+    # A remembered Content-Length still conflicts with a different one, in either order.
+    for pair in ([(b"content-length", b"7"), (b"content-length", b"8")],
+                 [(b"content-length", b"8"), (b"content-length", b"7")]):
+        with pytest.raises(ResponseError):
+            prepare_head(200, pair)
+    # Lists (not tuples) and long values take the full path and give the same bytes.
+    long_value = b"v" * 300
+    for _ in range(2):
+        head = prepare_head(200, [[b"x-a", b"1"], (b"x-long", long_value)])  # type: ignore[list-item]
+        assert head.header_bytes == b"x-a: 1\r\nx-long: " + long_value + b"\r\n"
+    # Date/Server the app set are still seen as its own on a repeat.
+    for _ in range(2):
+        assert prepare_head(200, [(b"server", b"mine")]).own_defaults == frozenset({b"server"})
+    # An unhashable value inside a tuple is still an error, not a crash of another kind.
+    with pytest.raises((ResponseError, TypeError)):
+        prepare_head(200, [(b"x-a", bytearray(b"v"))])  # type: ignore[list-item]
