@@ -36,6 +36,7 @@ WAITING, STARTED, DONE = 0, 1, 2
 
 DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
 FILE_CHUNK = 256 * 1024
+BIG_WRITE = 16 * 1024  # body size from which framing pieces are written as a list, not joined
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
 
 
@@ -48,7 +49,7 @@ class RequestCycle:
         "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
         "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
-        "http10", "counted", "head_pending", "peer_eof",
+        "http10", "counted", "head_pending", "peer_eof", "body_allowed",
     )
 
     def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
@@ -74,6 +75,7 @@ class RequestCycle:
         self.discarding = False
         self.counted = False
         self.head_pending = False  # start received, head not yet written
+        self.body_allowed = False  # the response may carry body bytes (not HEAD, 1xx, 204, 304)
         self.peer_eof = False  # the client sent FIN: no more input, but it may still read
         # Keep-alive by HTTP/1.1 and 1.0 rules; one pass over the headers.
         keep_alive = not self.http10
@@ -321,6 +323,7 @@ class RequestCycle:
             except (ResponseError, TypeError, ValueError) as exc:
                 raise RuntimeError(f"Invalid http.response.start: {exc}") from None
             self.status = self.head_info.status
+            self.body_allowed = not self.is_head and not no_body_status(self.status)
             self.response = STARTED
             self.head_pending = True
             return
@@ -344,22 +347,25 @@ class RequestCycle:
             if self.remaining is not None and size > self.remaining:
                 self.finish(False)
                 raise RuntimeError("Response content longer than Content-Length")
-        if self.remaining is not None:
-            self.remaining -= size
-        if size and not self.is_head and not no_body_status(self.status):
+        remaining = self.remaining
+        if remaining is not None:
+            remaining -= size
+            self.remaining = remaining
+        if size and self.body_allowed:
             self.bytes_sent += size
             if self.chunked:
-                out.append(b"%x\r\n" % size)
-                out.append(body)
-                out.append(b"\r\n")
+                out += (b"%x\r\n" % size, body, b"\r\n")
             else:
                 out.append(body)
         if not more and self.chunked:
             out.append(b"0\r\n\r\n")
         if out:
-            self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if size < BIG_WRITE:
+                self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            else:  # uvloop hands the pieces to writev: a large body is not copied to frame it
+                self.proto.transport.writelines(out)
         if not more:
-            self.finish(self.remaining is None or self.remaining == 0 or self.is_head)
+            self.finish(remaining is None or remaining == 0 or self.is_head)
 
     def encode_head(self, head: ResponseHead, body: bytes, more: bool) -> list[bytes]:
         proto = self.proto
@@ -396,7 +402,7 @@ class RequestCycle:
         else:
             parts.append(b"\r\n")
         self.keep_alive = keep_alive
-        return [b"".join(parts)]
+        return parts
 
     async def send_file(self, message: Any) -> None:
         """http.response.zerocopysend: send a file without reading it whole.
@@ -436,8 +442,7 @@ class RequestCycle:
         return (
             isinstance(loop, asyncio.BaseEventLoop)  # uvloop has no native sendfile
             and isinstance(self.proto.transport, asyncio.Transport)
-            and not self.is_head
-            and not no_body_status(self.status)
+            and self.body_allowed
             and not self.proto.closed
         )
 

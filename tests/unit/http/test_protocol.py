@@ -38,6 +38,10 @@ class FakeTransport:
         assert not self.closed, "write after close"
         self.out += data
 
+    def writelines(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.write(piece)
+
     def close(self) -> None:
         self.closed = True
 
