@@ -33,6 +33,9 @@ def body(data: bytes = b"", more: bool = False) -> dict[str, Any]:
     return {"type": "http.response.body", "body": data, "more_body": more}
 
 
+BIG_PIECES = [bytes([65 + i]) * (100_000 + i) for i in range(3)]  # over the server's 16 KiB list-write size
+
+
 async def framing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """One route per framing case; the path picks it."""
     if scope["type"] != "http":
@@ -53,6 +56,14 @@ async def framing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send(start(200))
         await send(body(b"x" * 10, True))
         await send(body(b"y" * 20))
+    elif path == "/big-stream":  # large pieces: written as a list of buffers, framing unchanged
+        await send(start(200))
+        for piece in BIG_PIECES:
+            await send(body(piece, True))
+        await send(body(BIG_PIECES[0]))
+    elif path == "/big-single":
+        await send(start(200))
+        await send(body(BIG_PIECES[1]))
     elif path == "/single":
         await send(start(200, [(b"content-type", b"text/plain")]))
         await send(body(b"hello world"))
@@ -159,6 +170,24 @@ def test_streaming_is_chunked_on_http11(serve: Serve) -> None:
         assert dict(headers).get(b"transfer-encoding") == b"chunked"
         assert read_chunked_strict(client) == b"x" * 10 + b"y" * 20
         assert_next_response_clean(client)
+
+
+def test_large_bodies_framed_exactly(serve: Serve) -> None:
+    server = serve(framing_app)
+    with server.raw() as client:
+        client.send(req("/big-stream"))
+        status, headers, _ = client.read_head()
+        assert status == 200 and dict(headers).get(b"transfer-encoding") == b"chunked"
+        assert read_chunked_strict(client) == b"".join(BIG_PIECES) + BIG_PIECES[0]
+        response = get(client, "/big-single")
+        assert response.header(b"content-length") == str(len(BIG_PIECES[1])).encode()
+        assert response.body == BIG_PIECES[1]
+        assert_next_response_clean(client)
+    with server.raw() as client:
+        client.send(req("/big-stream", version="1.0"))
+        status, headers, _ = client.read_head()
+        assert b"transfer-encoding" not in dict(headers)
+        assert client.read_until_close() == b"".join(BIG_PIECES) + BIG_PIECES[0]
 
 
 def test_streaming_is_close_delimited_on_http10(serve: Serve) -> None:
