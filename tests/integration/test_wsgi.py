@@ -341,7 +341,7 @@ def test_pool_saturation_visible_in_stats_and_debug_log(serve: Serve) -> None:
 
 def test_bridge_under_uvicorn() -> None:
     """The bridge is a plain ASGI app: it works in another server too (one case, in-process)."""
-    uvicorn = pytest.importorskip("uvicorn")
+    import uvicorn  # in the test extra: this must run, never be skipped
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         body = environ["wsgi.input"].read()
