@@ -42,7 +42,7 @@ def run(app: Union[str, Callable[..., Any]], **options: Any) -> None:
     preflight(config)
 
     configure_logging(config)
-    if config.workers > 1:
+    if config.supervised:  # the CLI's rule: --workers > 1, --supervise or --max-requests
         import importlib
 
         importlib.import_module("asgiserve.workers.supervisor").run(config)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from .errors import ConfigError
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")  # controls, or not latin-1
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "httptools", "h11")
@@ -190,17 +194,28 @@ class Config:
         if self.port is not None and not 0 <= self.port <= 65535:
             problems.append("--port must be between 0 and 65535")
         for header in self.headers:
-            name, sep, _ = header.partition(":")
+            name, sep, value = header.partition(":")
             if not sep or not name.strip():
                 problems.append(f"--header {header!r} is not 'Name: value'")
+            elif not _TOKEN.fullmatch(name.strip()) or _BAD_VALUE.search(value):
+                # These bytes go on the wire with every response: no spaces or separators in
+                # the name, no CR/LF/NUL (header injection) or non-ASCII in the value.
+                problems.append(f"--header {header!r}: invalid header name or value")
         if problems:
             raise ConfigError("; ".join(problems))
 
     # -- derived values (computed once; cheap to call) ----------------------------------
     @property
     def supervised(self) -> bool:
-        """Whether a supervisor process runs the workers (gunicorn's model) or this process serves."""
-        return self.workers > 1 or self.supervise or self.max_requests > 0
+        """Whether a supervisor process runs the workers (gunicorn's model) or this process serves.
+
+        --user/--group need it even with one worker: the supervisor binds (and chowns unix
+        sockets) as root, the worker drops privileges before it loads the app.
+        """
+        return (
+            self.workers > 1 or self.supervise or self.max_requests > 0
+            or self.user is not None or self.group is not None
+        )
 
     @property
     def bind_specs(self) -> tuple[str, ...]:

@@ -42,6 +42,8 @@ class ServerState:
         self.http = resolve_http(config.http)
         self.new_parser: Callable[[], Any] = parser_factory(self.http, config)
         self.root_path = config.root_path
+        self.root_prefix = config.root_path + "/"  # a path under root_path, on a segment boundary
+        self.root_raw = config.root_path.encode("utf-8")
         self.proxy: Optional[ProxyHeaders] = ProxyHeaders(config) if config.proxy_headers else None
         self.access_logger = AccessLogger(config)
         self.access_log_enabled = self.access_logger.enabled

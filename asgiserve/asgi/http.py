@@ -177,8 +177,11 @@ class RequestCycle:
         if b"%" in raw_path:
             path = unquote(path)
         root_path = state.root_path
-        if root_path and not path.startswith(root_path):
+        if root_path and path != root_path and not path.startswith(state.root_prefix):
+            # The proxy stripped the mount point, and ASGI's path includes it. "Under root_path"
+            # is decided on a segment boundary: with /api, /apiary is not under it (-> /api/apiary).
             path = root_path + path
+            raw_path = state.root_raw + raw_path
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -385,7 +388,7 @@ class RequestCycle:
             if not self.is_head:
                 self.remaining = head.content_length
         elif self.is_head:
-            if body:  # the app sent the body a GET would get: its length is the truth
+            if body and not more:  # the app sent the whole body a GET would get: its length is the truth
                 parts.append(b"content-length: %d\r\n" % len(body))
             # else: the GET length is unknown, and claiming 0 would be a lie; none is needed
         elif not more:

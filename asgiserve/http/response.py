@@ -60,6 +60,8 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
     and Connection are dropped from the output because the server owns framing and
     connection management, but "Connection: close" is remembered.
     """
+    if type(status) is not int and isinstance(status, int) and not isinstance(status, bool):
+        status = int(status)  # http.HTTPStatus and other IntEnums (Starlette passes them through)
     if type(status) is not int or not 200 <= status <= 599:
         if type(status) is int and 100 <= status < 200:
             raise ResponseError(f"informational status {status} cannot be a final response")

@@ -123,4 +123,6 @@ def build_environ(scope: Any, base: dict[str, Any], stream: Any, errors: Any) ->
     if client:
         environ["REMOTE_ADDR"] = str(client[0])
         environ["REMOTE_PORT"] = str(client[1])
+    else:  # unix socket: CGI says REMOTE_ADDR is always there (Django reads META["REMOTE_ADDR"])
+        environ["REMOTE_ADDR"] = ""
     return environ

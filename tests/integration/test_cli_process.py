@@ -231,6 +231,46 @@ def test_sigint_also_exits_cleanly(run: object, tmp_path: Path) -> None:
     assert proc.finish() == 0, proc.stderr
 
 
+SLOW = """
+import asyncio, sys
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    sys.stderr.write("SLOW REQUEST STARTED\\n")
+    sys.stderr.flush()
+    await asyncio.sleep(60)
+"""
+
+
+def test_second_sigint_forces_the_exit(run: object, tmp_path: Path) -> None:
+    """A first SIGINT waits for in-flight requests (here up to 30 s); a second one stops now."""
+    write_app(tmp_path, "slow", SLOW)
+    proc = run("--port", "0", "--lifespan", "off", "--timeout-graceful-shutdown", "30", "slow:app")  # type: ignore[operator]
+    host, port = listening_url(proc).removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        proc.wait_for("SLOW REQUEST STARTED")
+        proc.signal(signal.SIGINT)
+        proc.wait_for("in-flight request")
+        started = time.monotonic()
+        proc.signal(signal.SIGINT)
+        proc.finish(timeout=10)
+        assert time.monotonic() - started < 10
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("loop, expected", [("auto", "uvloop loop"), ("asyncio", "asyncio loop"), ("uvloop", "uvloop loop")])
+def test_loop_choice_is_used_and_logged(run: object, tmp_path: Path, loop: str, expected: str) -> None:
+    write_app(tmp_path, "hello", HELLO)
+    proc = run("--port", "0", "--loop", loop, "hello:app")  # type: ignore[operator]
+    url = listening_url(proc)
+    proc.wait_for(expected)  # "Using <parser> parser, <loop> loop." follows the Listening line
+    assert httpx.get(url + "/", timeout=10).text == "hello from /"
+    proc.signal(signal.SIGTERM)
+    assert proc.finish() == 0, proc.stderr
+
+
 def test_unix_socket_with_umask(run: object, tmp_path: Path, http_impl: str) -> None:
     write_app(tmp_path, "hello", HELLO)
     path = tmp_path / "app.sock"

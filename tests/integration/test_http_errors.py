@@ -248,6 +248,24 @@ def test_bad_status_gives_500(serve: Serve, status: Any) -> None:
     assert any(r.levelname in ("ERROR", "CRITICAL") for r in server.logs.records)
 
 
+def test_int_enum_status_is_a_status(serve: Serve) -> None:
+    """http.HTTPStatus (Starlette passes it through from status_code=HTTPStatus.CREATED) is an int."""
+    from http import HTTPStatus
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(start(HTTPStatus.CREATED, [(b"content-length", b"4")]))  # type: ignore[arg-type]
+        await send(body(b"made"))
+
+    server = serve(app)
+    with server.raw() as client:
+        client.send(req())
+        response = client.read_response()
+        assert response.status == 201 and response.body == b"made"
+        assert response.head.startswith(b"HTTP/1.1 201 Created\r\n")
+
+
 BAD_HEADERS = [
     (b"x-ok", b"a\r\nX-Injected: 1"),
     (b"x-ok", b"a\nX-Injected: 1"),

@@ -8,11 +8,11 @@ in the server's accept/shutdown path, which the parser backend does not take par
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -53,7 +53,7 @@ def test_two_workers_serve(start, http_impl: str) -> None:
         assert version == "v1" and int(pid) in pids
     # Without --preload each worker imports the app itself; the supervisor never does.
     assert proc.count(r"^IMPORTED ") == 2 and proc.count(rf"^IMPORTED {proc.pid}$") == 0
-    if importlib.util.find_spec("setproctitle") is not None and os.path.exists("/proc/self/cmdline"):
+    if os.path.exists("/proc/self/cmdline"):  # setproctitle is in the test extra: titles are checked
         def title(pid: int) -> str:
             return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
 
@@ -173,7 +173,8 @@ def test_term_drains_in_flight_request_and_exits_0(start, http_impl: str) -> Non
 
 
 def test_quit_stops_immediately(start) -> None:
-    proc = start("-w", "2", "-b", "127.0.0.1:0")
+    # A 60 s grace and a 30 s request: a graceful stop would take 30 s, QUIT must not wait.
+    proc = start("-w", "2", "-b", "127.0.0.1:0", "--timeout-graceful-shutdown", "60")
     port = proc.port()
     proc.ready()
     from tests.integration.supervised import connect, read_all
@@ -181,11 +182,13 @@ def test_quit_stops_immediately(start) -> None:
     sock = connect(port)
     sock.sendall(b"GET /slow?30 HTTP/1.1\r\nHost: test\r\n\r\n")
     proc.wait_for(r"^SLOW-START ")
+    began = time.monotonic()
     proc.signal(signal.SIGQUIT)
     proc.wait_for(r"Shutting down immediately \(SIGQUIT\)")
     assert not read_all(sock).startswith(b"HTTP/1.1 200")  # not waited for
     sock.close()
-    assert proc.finish() == 0
+    assert proc.finish(timeout=15) == 0
+    assert time.monotonic() - began < 15
 
 
 def test_pid_file_and_unix_socket_written_and_removed(start, tmp_path: Path) -> None:
@@ -281,14 +284,21 @@ def test_preload_imports_once_in_the_supervisor(start) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
-def test_user_and_group_switch_in_workers(start) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_user_and_group_switch_in_workers(start, workers: str, tmp_path: Path) -> None:
+    """With one worker too: --user must never be ignored (the process would serve as root).
+    The unix socket is handed to that user and group, with -m 007's mode (nginx joins the group)."""
     import pwd
 
     nobody = pwd.getpwnam("nobody")
+    path = tmp_path / "app.sock"
     # --preload: the app is read by the supervisor (root); tmp_path is not readable by nobody.
-    proc = start("-w", "2", "-b", "127.0.0.1:0", "--preload", "--user", "nobody", "--group", str(nobody.pw_gid))
+    proc = start("-w", workers, "-b", "127.0.0.1:0", "-b", f"unix:{path}", "-m", "007", "--preload",
+                 "--user", "nobody", "--group", str(nobody.pw_gid))
     port = proc.port()
     proc.ready()
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o770)
     import json
 
     assert json.loads(get(port, "/whoami")[2])["uid"] == nobody.pw_uid

@@ -244,3 +244,22 @@ def test_readme_documents_every_flag() -> None:
         flags = f.metadata["flags"] or (f"--{f.name.replace('_', '-')}",)
         for flag in flags + ((f.metadata["secondary"],) if f.metadata["secondary"] else ()):
             assert f"`{flag}`" in table, f"README's options table lacks {flag}"
+
+
+@pytest.mark.parametrize("header", ["Bad Name: v", "X-A: b\r\nSet-Cookie: evil=1", "X-A: b\x00", "X-E: \u20ac", "X(: v"])
+def test_invalid_default_header_rejected(header: str) -> None:
+    """--header lines go on the wire with every response: nothing that could split or corrupt it."""
+    with pytest.raises(ConfigError, match="--header"):
+        Config(app="main:app", headers=(header,))
+    assert Config(app="main:app", headers=("X-Ok: caf\u00e9, tab\there",)).default_headers == (
+        (b"x-ok", "caf\u00e9, tab\there".encode("latin-1")),
+    )
+
+
+@pytest.mark.parametrize("options", [{"supervise": True}, {"max_requests": 5}, {"workers": 2}])
+def test_run_supervises_when_the_cli_would(monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]) -> None:
+    single = _capture(monkeypatch)
+    supervised: list[Config] = []
+    monkeypatch.setattr("asgiserve.workers.supervisor.run", lambda config: supervised.append(config))
+    asgiserve.run("main:app", port=0, **options)
+    assert single == [] and len(supervised) == 1

@@ -116,3 +116,10 @@ def test_repeated_headers_give_the_same_head_and_checks_still_apply() -> None:
     # An unhashable value inside a tuple is still an error, not a crash of another kind.
     with pytest.raises((ResponseError, TypeError)):
         prepare_head(200, [(b"x-a", bytearray(b"v"))])  # type: ignore[list-item]
+
+
+def test_int_enum_status_accepted_as_its_int() -> None:
+    from http import HTTPStatus
+
+    head = prepare_head(HTTPStatus.NOT_FOUND, [])
+    assert head.status == 404 and type(head.status) is int

@@ -157,7 +157,7 @@ def test_duplicate_content_length_keeps_first() -> None:
 def test_unix_socket_server_uses_host_header() -> None:
     e = env(server=("/tmp/sock", None), client=None, headers=[(b"host", b"example.org:8080")])
     assert (e["SERVER_NAME"], e["SERVER_PORT"]) == ("example.org", "8080")
-    assert "REMOTE_ADDR" not in e
+    assert e["REMOTE_ADDR"] == "" and "REMOTE_PORT" not in e  # present, as gunicorn does
     e = env(server=None, client=None, scheme="https", headers=[(b"host", b"[::1]")])
     assert (e["SERVER_NAME"], e["SERVER_PORT"]) == ("[::1]", "443")
     e = env(server=None, client=None)
