@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import shutil
+import subprocess
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -351,6 +353,28 @@ def test_date_header(serve: Serve) -> None:
     assert IMF_FIXDATE.fullmatch(dates[0]), dates[0]
     sent = email.utils.parsedate_to_datetime(dates[0].decode()).timestamp()
     assert abs(sent - time.time()) < 3600  # a sanity check of the clock, not a timing threshold
+
+
+def test_date_header_follows_the_clock(serve: Serve) -> None:
+    """Date is recomputed by the server's ticker (once a second, faster with a short keep-alive
+    timeout), not per request; a response after more than a second carries a later Date."""
+    server = serve(framing_app, timeout_keep_alive=0.2)
+    with server.raw() as client:
+        first = email.utils.parsedate_to_datetime(get(client, "/single").header(b"date").decode())  # type: ignore[union-attr]
+    time.sleep(1.1)  # Date has one-second resolution
+    with server.raw() as client:
+        later = email.utils.parsedate_to_datetime(get(client, "/single").header(b"date").decode())  # type: ignore[union-attr]
+    assert later > first
+
+
+def test_listen_backlog_reaches_the_kernel(serve: Serve) -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed")
+    server = serve(framing_app, backlog=37)
+    out = subprocess.run([ss, "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, timeout=10).stdout
+    # For a listening socket, ss's Send-Q column is the backlog it was listen()ed with.
+    assert out.split()[2] == "37", out
 
 
 def test_date_header_off(serve: Serve) -> None:

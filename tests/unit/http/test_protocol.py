@@ -401,3 +401,21 @@ async def test_fin_tells_a_long_poll_app_but_the_response_still_goes_out(http_im
     assert seen[1] == {"type": "http.disconnect"}
     assert responses(transport.take())[0][1] == b"late"
     assert transport.closed
+
+
+async def test_date_is_not_formatted_per_request(http_impl: str, monkeypatch: Any) -> None:
+    """The Date line is computed by the server's ticker, never per response."""
+    import asgiserve.http.response as response_module
+
+    proto, transport = connect(echo_path, http_impl)
+    calls = []
+    real = response_module.formatdate
+    monkeypatch.setattr(response_module, "formatdate", lambda **kw: calls.append(1) or real(**kw))
+    for _ in range(50):
+        proto.data_received(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        await settle()
+    heads = [head for head, _ in responses(transport.take())]
+    assert len(heads) == 50 and calls == []
+    assert len({line for head in heads for line in head.split(b"\r\n") if line.startswith(b"date: ")}) == 1
+    proto.state.refresh_headers()  # what the ticker does
+    assert calls == [1]
