@@ -140,12 +140,18 @@ def _client(scope: Scope) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _quoted(text: str) -> str:
+    """A value from the client or the app, printed inside "...": its own quotes must not end the
+    field (nginx's escape), or a log parser would split it wrongly."""
+    return text.replace('"', "\\x22") if '"' in text else text
+
+
 def _target(scope: Scope) -> str:
     raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     query: bytes = scope["query_string"]
     if query:
-        return (raw + b"?" + query).decode("latin-1")
-    return raw.decode("latin-1")
+        return _quoted((raw + b"?" + query).decode("latin-1"))
+    return _quoted(raw.decode("latin-1"))
 
 
 def default_line(scope: Scope, status: int, headers: Headers, nbytes: int, duration: float) -> str:
@@ -159,7 +165,7 @@ def default_line(scope: Scope, status: int, headers: Headers, nbytes: int, durat
 def _request_header(name: bytes) -> Callable[..., str]:
     def get(scope: Scope, *_: Any) -> str:
         values = [v for k, v in scope["headers"] if k == name]
-        return b",".join(values).decode("latin-1") if values else "-"
+        return _quoted(b",".join(values).decode("latin-1")) if values else "-"
 
     return get
 
@@ -167,7 +173,7 @@ def _request_header(name: bytes) -> Callable[..., str]:
 def _response_header(name: bytes) -> Callable[..., str]:
     def get(scope: Scope, status: int, headers: Headers, *_: Any) -> str:
         values = [v for k, v in headers if k.lower() == name]
-        return b",".join(values).decode("latin-1") if values else "-"
+        return _quoted(b",".join(values).decode("latin-1")) if values else "-"
 
     return get
 
@@ -176,7 +182,7 @@ def _user(scope: Scope, *_: Any) -> str:
     for k, v in scope["headers"]:
         if k == b"authorization" and v[:6].lower() == b"basic ":
             try:
-                return base64.b64decode(v[6:].strip()).decode("utf-8").split(":", 1)[0] or "-"
+                return _quoted(base64.b64decode(v[6:].strip()).decode("utf-8").split(":", 1)[0]) or "-"
             except ValueError:
                 return "-"
     return "-"
@@ -200,8 +206,8 @@ ATOMS: dict[str, Callable[..., Any]] = {
     "t": _time,
     "r": lambda scope, *_: "%s %s HTTP/%s" % (scope["method"], _target(scope), scope["http_version"]),
     "m": lambda scope, *_: scope["method"],
-    "U": lambda scope, *_: scope["path"],
-    "q": lambda scope, *_: scope["query_string"].decode("latin-1"),
+    "U": lambda scope, *_: _quoted(scope["path"]),
+    "q": lambda scope, *_: _quoted(scope["query_string"].decode("latin-1")),
     "H": lambda scope, *_: "HTTP/" + scope["http_version"],
     "s": lambda scope, status, *_: status,
     "B": lambda scope, status, headers, nbytes, *_: nbytes,

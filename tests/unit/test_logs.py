@@ -128,7 +128,7 @@ def test_access_log_line_cannot_be_split(caplog: pytest.LogCaptureFixture) -> No
     (record,) = caplog.records
     message = record.getMessage()
     assert "\n" not in message and "\r" not in message and "\x1b" not in message
-    assert message == '/a\\r\\n127.0.0.1 - "GET /admin" 200 v\\x1b[2J'
+    assert message == '/a\\r\\n127.0.0.1 - \\x22GET /admin\\x22 200 v\\x1b[2J'
 
 
 # -- AccessLogger.enabled and configure_logging -------------------------------------------
@@ -217,3 +217,15 @@ def test_broken_log_config_is_a_config_error(tmp_path: Path, content: str, name:
 def test_missing_log_config() -> None:
     with pytest.raises(ConfigError, match="no such file"):
         configure_logging(Config(log_config="/nonexistent/logging.json"))
+
+
+def test_quotes_from_the_client_cannot_end_a_quoted_field() -> None:
+    """A '"' in a header, the path or the query is written as \\x22 (nginx's way), so a log parser
+    splitting on quotes sees the same fields whatever the client sent."""
+    sc = scope(headers=[(b"user-agent", b'evil" 200 "x'), (b"referer", b'"')], path='/a"b', raw_path=b'/a"b',
+               query_string=b'q="')
+    render = compile_format('"%(r)s" "%(a)s" "%(f)s" %(U)s %(q)s')
+    line = render(sc, 200, [], 0, 0.0)
+    assert line == '"GET /a\\x22b?q=\\x22 HTTP/1.1" "evil\\x22 200 \\x22x" "\\x22" /a\\x22b q=\\x22'
+    assert line.count('"') == 6
+    assert default_line(sc, 200, [], 0, 0.0).count('"') == 2
