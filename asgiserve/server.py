@@ -82,36 +82,34 @@ class ServerState:
             self._partial_defaults[own] = cached
         return cached
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
-        """Run a request's coroutine as a task; the coroutine calls ``task_done`` as it ends.
+    def begin_request(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+        """Count a request and run its coroutine as a task in a fresh copy of the context.
 
-        Not a done-callback: that would cost an extra loop callback per request.
+        The coroutine calls ``end_request`` as it ends; not a done-callback, which would cost
+        an extra loop callback per request.
         """
-        task = self.loop.create_task(coro, context=self.context.copy())
-        self.tasks.add(task)
-        return task
-
-    def task_done(self, task: "Optional[asyncio.Task[None]]") -> None:
-        if task is not None:
-            self.tasks.discard(task)
-
-    def live_tasks(self) -> "list[asyncio.Task[None]]":
-        # A task cancelled before its first step never ran its coroutine, so never said done.
-        self.tasks = {t for t in self.tasks if not t.done()}
-        return list(self.tasks)
-
-    def request_started(self) -> None:
         self.active_requests += 1
         self.total_requests += 1
         if self.limit_max_requests is not None and self.total_requests >= self.limit_max_requests:
             if not self.shutting_down:
                 logger.info("Maximum request limit of %d reached; shutting down.", self.limit_max_requests)
                 self.server.request_shutdown()
+        task = self.loop.create_task(coro, context=self.context.copy())
+        self.tasks.add(task)
+        return task
 
-    def request_finished(self) -> None:
-        self.active_requests -= 1
-        if self.all_done is not None and not self.tasks_pending():
-            self.all_done.set()
+    def end_request(self, task: "Optional[asyncio.Task[None]]", counted: bool) -> None:
+        if task is not None:
+            self.tasks.discard(task)
+        if counted:
+            self.active_requests -= 1
+            if self.all_done is not None and not self.tasks_pending():
+                self.all_done.set()
+
+    def live_tasks(self) -> "list[asyncio.Task[None]]":
+        # A task cancelled before its first step never ran its coroutine, so never said done.
+        self.tasks = {t for t in self.tasks if not t.done()}
+        return list(self.tasks)
 
     def tasks_pending(self) -> bool:
         return self.active_requests > 0

@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 from ..http.events import RequestHead
 from ..http.response import (
     CONTINUE_100,
+    STATUS_LINES,
     ResponseError,
     ResponseHead,
     error_response,
-    no_body_status,
     prepare_head,
     status_line,
 )
@@ -101,16 +101,14 @@ class RequestCycle:
     def end_body(self) -> None:
         self.body_done = True
         self.expect_continue = False
-        self._wake()
+        if self.waiters:
+            self._wake()
 
     def response_state(self) -> int:
         return self.response
 
     def response_started(self) -> bool:
         return self.response != WAITING
-
-    def body_pending(self) -> bool:
-        return not self.body_done
 
     def discard_body(self) -> None:
         """Response done but body unread: drop what is buffered and what still arrives."""
@@ -149,9 +147,8 @@ class RequestCycle:
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
             self.reject(503, "Service Unavailable: the server is at its concurrency limit")
             return
-        state.request_started()
         self.counted = True
-        self.task = state.spawn(self.run_asgi())
+        self.task = state.begin_request(self.run_asgi())
 
     def reject(self, status: int, message: str) -> None:
         self.response = DONE
@@ -225,11 +222,8 @@ class RequestCycle:
                 else:
                     self.finish(False)
         finally:
-            state = self.proto.state
-            state.task_done(self.task)
-            if self.counted:
-                self.counted = False
-                state.request_finished()
+            self.proto.state.end_request(self.task, self.counted)
+            self.counted = False
 
     def app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -326,7 +320,8 @@ class RequestCycle:
             except (ResponseError, TypeError, ValueError) as exc:
                 raise RuntimeError(f"Invalid http.response.start: {exc}") from None
             self.status = self.head_info.status
-            self.body_allowed = not self.is_head and not no_body_status(self.status)
+            status = self.status
+            self.body_allowed = not self.is_head and status >= 200 and status != 204 and status != 304
             self.response = STARTED
             self.head_pending = True
             return
@@ -379,8 +374,8 @@ class RequestCycle:
             # sends the body or not is ambiguous, so this connection can't be reused.
             keep_alive = False
         defaults = proto.state.default_headers if not head.own_defaults else proto.state.defaults_without(head)
-        parts = [status_line(status), defaults, head.header_bytes]
-        if no_body_status(status):
+        parts = [STATUS_LINES.get(status) or status_line(status), defaults, head.header_bytes]
+        if status == 204 or status == 304 or status < 200:  # statuses that never carry a body
             if head.content_length is not None and status == 304:
                 parts.append(b"content-length: %d\r\n" % head.content_length)
         elif head.content_length is not None:
@@ -476,14 +471,17 @@ class RequestCycle:
         if self.head_pending:
             ok = False  # started but no body message ever came: nothing valid was written
         self.response = DONE
+        proto = self.proto
         if not ok:
             if self.remaining:
                 logger.error("Response shorter than its Content-Length; closing the connection.")
             self.keep_alive = False
-            self.proto.abort()  # a truncated response: don't let it linger on a slow client
-        self.log_access()
-        self._wake()
-        self.proto.cycle_finished(self, self.keep_alive)
+            proto.abort()  # a truncated response: don't let it linger on a slow client
+        if proto.state.access_log_enabled:
+            self.log_access()
+        if self.waiters:
+            self._wake()
+        proto.cycle_finished(self, self.keep_alive)
 
     def log_access(self) -> None:
         state = self.proto.state

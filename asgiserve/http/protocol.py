@@ -208,7 +208,7 @@ class HttpProtocol(asyncio.Protocol):
         if not keep_alive or self.closed:
             self.close()
             return
-        if cycle.body_pending():
+        if not cycle.body_done:
             # The app answered without reading the whole body: drop the rest as it arrives.
             cycle.discard_body()
         if self.queue:

@@ -160,8 +160,4 @@ def error_response(status: int, message: str, default: bytes) -> bytes:
     )
 
 
-def no_body_status(status: int) -> bool:
-    return status == 204 or status == 304 or status < 200
-
-
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
