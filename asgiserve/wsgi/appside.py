@@ -51,6 +51,7 @@ class AppSide:
         status: Optional[int]
         headers: list[tuple[bytes, bytes]]
         headers_sent: bool
+        completed: bool
         disconnected: bool
         write: Callable[[bytes], None]
 
@@ -167,6 +168,8 @@ class AppSide:
         if error is not None:
             self._fail(error)
             return
+        if self.completed:
+            return  # the END went out with the body
         try:
             start = None if self.headers_sent else self._start_message()
         except RuntimeError as exc:
@@ -188,7 +191,17 @@ class AppSide:
             if type(chunk) is not bytes:
                 chunk = _as_bytes(chunk)
             if chunk:
-                write(chunk)
+                if self.completed:
+                    raise RuntimeError("the WSGI app yielded more than its Content-Length")
+                if not self.headers_sent and self.status is not None and len(chunk) == content_length(self.headers):
+                    # The first chunk is the whole declared body (Flask, Django): head, body and
+                    # end go to the loop in one step, as for a list, instead of a streamed body
+                    # and a separate end. The iterable is still drained and closed here.
+                    self.headers_sent = True
+                    self._post((START, self._start_message()), (END, [chunk]))
+                    self.completed = True
+                else:
+                    write(chunk)
             elif self.aborted:
                 raise self.abort_exc
 
@@ -208,6 +221,9 @@ class AppSide:
         return True
 
     def _fail(self, exc: BaseException) -> None:
+        if self.completed:  # the response is already whole on its way: only the log can tell
+            logger.error("Exception in WSGI application after the response was sent", exc_info=exc)
+            return
         if self.aborted and isinstance(exc, ClientDisconnected):
             logger.debug("WSGI request ended early: %s", exc)
             return

@@ -140,7 +140,7 @@ class Exchange(AppSide):
         "mw", "loop", "scope", "receive", "send", "environ", "context", "lock", "events",
         "wake_pending", "waiter", "inbox", "buffered", "writer_waiting", "aborted", "abort_exc",
         "status", "headers", "headers_sent", "body_done", "task", "timer", "blocked_since",
-        "block_limit", "stalled", "listener", "disconnected", "finished", "write",
+        "block_limit", "stalled", "listener", "disconnected", "finished", "write", "completed",
     )
 
     def __init__(self, mw: WSGIMiddleware, scope: Any, receive: Any, send: Any) -> None:
@@ -163,6 +163,7 @@ class Exchange(AppSide):
         self.status: Optional[int] = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_sent = False
+        self.completed = False  # the thread already posted the END (a first chunk = Content-Length)
         self.body_done = True
         self.task: Optional[asyncio.Task[Any]] = None
         self.timer: Optional[asyncio.TimerHandle] = None

@@ -62,6 +62,73 @@ async def test_small_request_and_response_take_one_thread_to_loop_hop() -> None:
         del loop.call_soon_threadsafe
 
 
+class Closing:
+    """Like werkzeug's ClosingIterator around Flask's body: not a list, has close()."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.closed = iter(chunks), 0
+
+    def __iter__(self) -> "Closing":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.chunks)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+async def test_iterable_whose_first_chunk_is_the_declared_length_goes_out_in_one_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flask and Django answer with an iterable (not a list) and a Content-Length: one hop, one
+    final body message, and no stall timer or disconnect listener needed."""
+    loop = asyncio.get_running_loop()
+    hops = 0
+    original = loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return original(*args, **kw)
+
+    bodies: list[Closing] = []
+
+    def app(environ: Any, start_response: Any) -> Closing:
+        start_response("200 OK", [("Content-Length", "5")])
+        bodies.append(Closing([b"hello"]))
+        return bodies[-1]
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        server = await call(app)
+    finally:
+        del loop.call_soon_threadsafe
+    assert hops == 1
+    assert [m["type"] for m in server.sent] == ["http.response.start", "http.response.body"]
+    assert server.sent[1] == {"type": "http.response.body", "body": b"hello", "more_body": False}
+    assert bodies[0].closed == 1
+
+    # More than it declared: the response already went whole; the extra is an error in the log.
+    def liar(environ: Any, start_response: Any) -> Closing:
+        start_response("200 OK", [("Content-Length", "5")])
+        bodies.append(Closing([b"hello", b"extra"]))
+        return bodies[-1]
+
+    with caplog.at_level("ERROR", logger="asgiserve.error"):
+        server = await call(liar)
+    assert server.body == b"hello" and server.complete and bodies[-1].closed == 1
+    assert "more than its Content-Length" in caplog.text
+
+    # A first chunk shorter than the declared length is streamed as before.
+    def partial(environ: Any, start_response: Any) -> Closing:
+        start_response("200 OK", [("Content-Length", "10")])
+        return Closing([b"hello", b"world"])
+
+    server = await call(partial)
+    assert server.body == b"helloworld" and server.complete
+
+
 async def test_multi_chunk_list_and_generator() -> None:
     def app(environ: Any, start_response: Any) -> Iterator[bytes]:
         start_response("200 OK", [])
