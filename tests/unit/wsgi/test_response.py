@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from typing import Any, Iterator
@@ -31,35 +32,42 @@ async def test_small_response_is_one_start_and_one_final_body() -> None:
     ]
 
 
-async def test_small_request_and_response_take_one_thread_to_loop_hop() -> None:
+@contextlib.contextmanager
+def counted_hops() -> Iterator[list[int]]:
+    """Counts the thread -> loop wake-ups (call_soon_threadsafe) made inside the block."""
     loop = asyncio.get_running_loop()
-    hops = 0
+    hops = [0]
     original = loop.call_soon_threadsafe
 
     def counting(*args: Any, **kw: Any) -> Any:
-        nonlocal hops
-        hops += 1
+        hops[0] += 1
         return original(*args, **kw)
 
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
     try:
-        mw = WSGIMiddleware(hello)
-        await call(mw)
-        assert hops == 1
-        # A POST whose body came with the head: the app reads it without another hop.
-        def echo(environ: Any, start_response: Any) -> list[bytes]:
-            body = environ["wsgi.input"].read()
-            start_response("200 OK", [])
-            return [body]
-
-        hops = 0
-        body = b"a=1&b=2"
-        scope = http_scope(method="POST", headers=[(b"content-length", b"%d" % len(body))])
-        server = await call(echo, scope, FakeServer([body]))
-        assert server.body == body and hops == 1
-        mw.close(5)
+        yield hops
     finally:
         del loop.call_soon_threadsafe
+
+
+async def test_small_request_and_response_take_one_thread_to_loop_hop() -> None:
+    mw = WSGIMiddleware(hello)
+    with counted_hops() as hops:
+        await call(mw)
+    assert hops == [1]
+
+    # A POST whose body came with the head: the app reads it without another hop.
+    def echo(environ: Any, start_response: Any) -> list[bytes]:
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [body]
+
+    body = b"a=1&b=2"
+    scope = http_scope(method="POST", headers=[(b"content-length", b"%d" % len(body))])
+    with counted_hops() as hops:
+        server = await call(echo, scope, FakeServer([body]))
+    assert server.body == body and hops == [1]
+    mw.close(5)
 
 
 class Closing:
@@ -83,15 +91,6 @@ async def test_iterable_whose_first_chunk_is_the_declared_length_goes_out_in_one
 ) -> None:
     """Flask and Django answer with an iterable (not a list) and a Content-Length: one hop, one
     final body message, and no stall timer or disconnect listener needed."""
-    loop = asyncio.get_running_loop()
-    hops = 0
-    original = loop.call_soon_threadsafe
-
-    def counting(*args: Any, **kw: Any) -> Any:
-        nonlocal hops
-        hops += 1
-        return original(*args, **kw)
-
     bodies: list[Closing] = []
 
     def app(environ: Any, start_response: Any) -> Closing:
@@ -99,12 +98,9 @@ async def test_iterable_whose_first_chunk_is_the_declared_length_goes_out_in_one
         bodies.append(Closing([b"hello"]))
         return bodies[-1]
 
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-    try:
+    with counted_hops() as hops:
         server = await call(app)
-    finally:
-        del loop.call_soon_threadsafe
-    assert hops == 1
+    assert hops == [1]
     assert [m["type"] for m in server.sent] == ["http.response.start", "http.response.body"]
     assert server.sent[1] == {"type": "http.response.body", "body": b"hello", "more_body": False}
     assert bodies[0].closed == 1
