@@ -13,7 +13,9 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -86,7 +88,7 @@ def make_cert(tmp: Path) -> Optional[tuple[Path, Path]]:
 
 
 class Nginx:
-    def __init__(self, tmp: Path, sock_path: Path) -> None:
+    def __init__(self, tmp: Path, sock_path: Path, user: Optional[str] = None) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.tls_port: Optional[int] = None
@@ -101,7 +103,8 @@ class Nginx:
         (tmp / "site.conf").write_text(site.replace("listen 80;", listen).replace(EXAMPLE_SOCKET, str(sock_path)))
         # As root, nginx would switch its workers to "nobody", who may not open a 0770 socket
         # owned by root; an unprivileged user runs nginx as itself and must omit the directive.
-        user = "user root root;" if os.geteuid() == 0 else ""
+        if user is None:
+            user = "user root root;" if os.geteuid() == 0 else ""
         (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp, user=user))
         self.popen = subprocess.Popen(
             [NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")],
@@ -233,3 +236,70 @@ def test_reload_behind_nginx_drops_nothing(stack, tmp_path: Path) -> None:
         load.wait_responses(100)
     print(f"HUP behind nginx: {load.summary()}")
     assert load.failed == [], load.summary()
+
+
+def _www_data_setup() -> Optional[str]:
+    """Why the seed's permission model can't be reproduced here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (to run the app as nobody and nginx's workers as www-data)"
+    if shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    try:
+        import grp
+        import pwd
+
+        grp.getgrnam("www-data"), pwd.getpwnam("nobody")
+    except KeyError:
+        return "no www-data group or no nobody user"
+    probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=www-data", "--clear-groups", sys.executable,
+                            "-c", "import asgiserve"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        return "this checkout's Python/asgiserve is not readable by an ordinary user"
+    return None
+
+
+@pytest.mark.parametrize("nginx_user, allowed", [("www-data", True), ("daemon", False)])
+def test_the_seed_permission_model_nginx_as_www_data(tmp_path: Path, nginx_user: str, allowed: bool) -> None:
+    """The seed's setup: systemd runs the app as an ordinary user in group www-data (User=sammy,
+    Group=www-data) with `-m 007`, nginx's workers run as www-data. The socket is 0770, owned by
+    that user and group: nginx connects through the group, and any other user (here nginx run as
+    daemon) is refused, so nginx answers 502."""
+    reason = _www_data_setup()
+    if reason is not None:
+        pytest.skip(reason)
+    import grp
+    import pwd
+    import tempfile
+
+    nobody, www = pwd.getpwnam("nobody"), grp.getgrnam("www-data")
+    home = Path(tempfile.mkdtemp(prefix="asgiserve-seed-"))  # tmp_path is 0700 root: not for nobody
+    try:
+        home.chmod(0o755)
+        project = home / "myproject"
+        project.mkdir()
+        (project / "myproject.py").write_text(FLASK_PROJECT)
+        (project / "wsgi.py").write_text(WSGI_ENTRY)
+        for path in (project, project / "myproject.py", project / "wsgi.py"):
+            os.chown(path, nobody.pw_uid, www.gr_gid)
+        project.chmod(0o751)  # others may only pass through: the socket's own mode decides
+        sock_path = project / "myproject.sock"
+        args = ["--workers", "2", "--bind", "unix:myproject.sock", "-m", "007", "wsgi:app", "--no-access-log"]
+        app = Supervised(args, cwd=project, prefix=["setpriv", "--reuid=nobody", "--regid=www-data", "--clear-groups"])
+        nginx: Optional[Nginx] = None
+        try:
+            app.ready()
+            st = sock_path.stat()
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, www.gr_gid, 0o770)
+            nginx = Nginx(tmp_path, sock_path, user=f"user {nginx_user} {nginx_user};")
+            status, _, body = get(nginx.port, "/")
+            if allowed:
+                assert status == 200 and body.startswith(b"hello from ")
+            else:
+                assert status == 502  # connect() to unix:... failed (13: Permission denied)
+                assert "Permission denied" in (tmp_path / "error.log").read_text()
+        finally:
+            if nginx is not None:
+                nginx.stop()
+            app.kill()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
