@@ -98,13 +98,12 @@ class ServerState:
         self.tasks.add(task)
         return task
 
-    def end_request(self, task: "Optional[asyncio.Task[None]]", counted: bool) -> None:
+    def end_request(self, task: "Optional[asyncio.Task[None]]") -> None:
         if task is not None:
             self.tasks.discard(task)
-        if counted:
-            self.active_requests -= 1
-            if self.all_done is not None and not self.tasks_pending():
-                self.all_done.set()
+        self.active_requests -= 1
+        if self.all_done is not None and not self.tasks_pending():
+            self.all_done.set()
 
     def live_tasks(self) -> "list[asyncio.Task[None]]":
         # A task cancelled before its first step never ran its coroutine, so never said done.
@@ -256,13 +255,15 @@ class Server:
                         state.active_requests,
                     )
         self._abort_all(cancel=self._force)
-        if state.live_tasks():
+        pending = state.live_tasks()
+        if pending:
             # Apps told "http.disconnect" get a moment to wind down before being cancelled.
-            await asyncio.wait(state.live_tasks(), timeout=1.0)
-        for task in state.live_tasks():
-            task.cancel()
-        if state.live_tasks():
-            await asyncio.wait(state.live_tasks(), timeout=5.0)
+            await asyncio.wait(pending, timeout=1.0)
+            pending = state.live_tasks()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
 
     async def _await_fresh(self, state: ServerState) -> None:
         """Connections accepted just before shutdown usually have their first request in

@@ -18,7 +18,6 @@ from urllib.parse import unquote, urlsplit
 from ..http.events import RequestHead
 from ..http.response import (
     CONTINUE_100,
-    STATUS_LINES,
     ResponseError,
     ResponseHead,
     error_response,
@@ -49,7 +48,7 @@ class RequestCycle:
         "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
         "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
-        "http10", "counted", "head_pending", "peer_eof", "body_allowed",
+        "http10", "head_pending", "peer_eof", "body_allowed",
     )
 
     def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
@@ -73,7 +72,6 @@ class RequestCycle:
         self.start_time = 0.0
         self.task: Optional[asyncio.Task[None]] = None
         self.discarding = False
-        self.counted = False
         self.head_pending = False  # start received, head not yet written
         self.body_allowed = False  # the response may carry body bytes (not HEAD, 1xx, 204, 304)
         self.peer_eof = False  # the client sent FIN: no more input, but it may still read
@@ -147,7 +145,6 @@ class RequestCycle:
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
             self.reject(503, "Service Unavailable: the server is at its concurrency limit")
             return
-        self.counted = True
         self.task = state.begin_request(self.run_asgi())
 
     def reject(self, status: int, message: str) -> None:
@@ -222,8 +219,7 @@ class RequestCycle:
                 else:
                     self.finish(False)
         finally:
-            self.proto.state.end_request(self.task, self.counted)
-            self.counted = False
+            self.proto.state.end_request(self.task)
 
     def app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -320,8 +316,7 @@ class RequestCycle:
             except (ResponseError, TypeError, ValueError) as exc:
                 raise RuntimeError(f"Invalid http.response.start: {exc}") from None
             self.status = self.head_info.status
-            status = self.status
-            self.body_allowed = not self.is_head and status >= 200 and status != 204 and status != 304
+            self.body_allowed = not self.is_head and not self.head_info.bodiless
             self.response = STARTED
             self.head_pending = True
             return
@@ -374,8 +369,8 @@ class RequestCycle:
             # sends the body or not is ambiguous, so this connection can't be reused.
             keep_alive = False
         defaults = proto.state.default_headers if not head.own_defaults else proto.state.defaults_without(head)
-        parts = [STATUS_LINES.get(status) or status_line(status), defaults, head.header_bytes]
-        if status == 204 or status == 304 or status < 200:  # statuses that never carry a body
+        parts = [status_line(status), defaults, head.header_bytes]
+        if head.bodiless:
             if head.content_length is not None and status == 304:
                 parts.append(b"content-length: %d\r\n" % head.content_length)
         elif head.content_length is not None:

@@ -34,7 +34,7 @@ class ResponseError(Exception):
 class ResponseHead:
     """The validated head of an app's response, and what its headers say about framing."""
 
-    __slots__ = ("status", "header_bytes", "content_length", "close", "headers", "own_defaults")
+    __slots__ = ("status", "header_bytes", "content_length", "close", "headers", "own_defaults", "bodiless")
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class ResponseHead:
     ) -> None:
         self.own_defaults = own_defaults  # "date"/"server" the app set itself: ours are left out
         self.status = status
+        self.bodiless = status < 200 or status == 204 or status == 304  # never a body on the wire
         self.header_bytes = header_bytes  # app headers, each "name: value\r\n", minus framing ones
         self.content_length = content_length
         self.close = close  # the app said "Connection: close"

@@ -243,10 +243,11 @@ async def app(scope, receive, send):
 """
 
 
-def test_second_sigint_forces_the_exit(run: object, tmp_path: Path) -> None:
+def test_second_sigint_forces_the_exit(run: object, tmp_path: Path, http_impl: str) -> None:
     """A first SIGINT waits for in-flight requests (here up to 30 s); a second one stops now."""
     write_app(tmp_path, "slow", SLOW)
-    proc = run("--port", "0", "--lifespan", "off", "--timeout-graceful-shutdown", "30", "slow:app")  # type: ignore[operator]
+    proc = run("--port", "0", "--http", http_impl, "--lifespan", "off", "--timeout-graceful-shutdown", "30",  # type: ignore[operator]
+               "slow:app")
     host, port = listening_url(proc).removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -261,9 +262,9 @@ def test_second_sigint_forces_the_exit(run: object, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("loop, expected", [("auto", "uvloop loop"), ("asyncio", "asyncio loop"), ("uvloop", "uvloop loop")])
-def test_loop_choice_is_used_and_logged(run: object, tmp_path: Path, loop: str, expected: str) -> None:
+def test_loop_choice_is_used_and_logged(run: object, tmp_path: Path, loop: str, expected: str, http_impl: str) -> None:
     write_app(tmp_path, "hello", HELLO)
-    proc = run("--port", "0", "--loop", loop, "hello:app")  # type: ignore[operator]
+    proc = run("--port", "0", "--loop", loop, "--http", http_impl, "hello:app")  # type: ignore[operator]
     url = listening_url(proc)
     proc.wait_for(expected)  # "Using <parser> parser, <loop> loop." follows the Listening line
     assert httpx.get(url + "/", timeout=10).text == "hello from /"

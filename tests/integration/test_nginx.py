@@ -259,7 +259,8 @@ def _www_data_setup() -> Optional[str]:
 
 
 @pytest.mark.parametrize("nginx_user, allowed", [("www-data", True), ("daemon", False)])
-def test_the_seed_permission_model_nginx_as_www_data(tmp_path: Path, nginx_user: str, allowed: bool) -> None:
+def test_the_seed_permission_model_nginx_as_www_data(tmp_path: Path, nginx_user: str, allowed: bool,
+                                                     http_impl: str) -> None:
     """The seed's setup: systemd runs the app as an ordinary user in group www-data (User=sammy,
     Group=www-data) with `-m 007`, nginx's workers run as www-data. The socket is 0770, owned by
     that user and group: nginx connects through the group, and any other user (here nginx run as
@@ -283,7 +284,8 @@ def test_the_seed_permission_model_nginx_as_www_data(tmp_path: Path, nginx_user:
             os.chown(path, nobody.pw_uid, www.gr_gid)
         project.chmod(0o751)  # others may only pass through: the socket's own mode decides
         sock_path = project / "myproject.sock"
-        args = ["--workers", "2", "--bind", "unix:myproject.sock", "-m", "007", "wsgi:app", "--no-access-log"]
+        args = ["--workers", "2", "--bind", "unix:myproject.sock", "-m", "007", "wsgi:app", "--no-access-log",
+                "--http", http_impl]
         app = Supervised(args, cwd=project, prefix=["setpriv", "--reuid=nobody", "--regid=www-data", "--clear-groups"])
         nginx: Optional[Nginx] = None
         try:
