@@ -103,6 +103,21 @@ def set_title(role: str, config: Config) -> None:
     setproctitle.setproctitle(f"asgiserve: {role} [{app}]")
 
 
+def import_serving_modules(config: Config) -> None:
+    """Import everything serving imports lazily, while the files are still readable: after
+    --user/--group the package may not be (a checkout in a 0700 directory, root's home)."""
+    from ..http.parser import resolve_http
+
+    for name in ("asgiserve.app_loader", "asgiserve.loop", "asgiserve.server", "asgiserve.logs", "asgiserve.proxy",
+                 "asgiserve.wsgi", "asgiserve.http.parse_" + resolve_http(config.http)):
+        importlib.import_module(name)
+    if config.loop != "asyncio":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:  # new_event_loop says so (uvloop) or falls back (auto)
+            pass
+
+
 def drop_privileges(uid: Optional[int], gid: Optional[int]) -> None:
     """Switch to --user/--group (resolved by the supervisor); a no-op when not asked."""
     if uid is None and gid is None:
@@ -149,6 +164,8 @@ def run(
     signal.signal(signal.SIGABRT, _on_abort)
     set_title("worker", config)
     try:
+        if uid is not None or gid is not None:
+            import_serving_modules(config)
         drop_privileges(uid, gid)
     except OSError as exc:
         channel.boot_error(f"could not switch to --user/--group: {exc.strerror or exc}")
