@@ -24,7 +24,8 @@ from .http.response import default_headers
 logger = logging.getLogger("asgiserve.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-FRESH_GRACE = 1.0  # seconds a just-accepted connection gets to send its request at shutdown
+FRESH_GRACE = 1.0
+TASK_NAME = "asgiserve-request"  # seconds a just-accepted connection gets to send its request at shutdown
 
 
 class ServerState:
@@ -94,7 +95,12 @@ class ServerState:
             if not self.shutting_down:
                 logger.info("Maximum request limit of %d reached; shutting down.", self.limit_max_requests)
                 self.server.request_shutdown()
-        task = self.loop.create_task(coro, context=self.context.copy())
+        loop = self.loop
+        if loop.get_task_factory() is None:
+            # Named here: asyncio (before 3.12) otherwise formats a unique "Task-N" per task.
+            task = asyncio.Task(coro, loop=loop, context=self.context.copy(), name=TASK_NAME)
+        else:
+            task = loop.create_task(coro, context=self.context.copy())
         self.tasks.add(task)
         return task
 

@@ -80,9 +80,9 @@ class RequestCycle:
         for name, value in head.headers:
             if name == b"connection":
                 tokens = value.lower()
-                if b"close" in tokens:
+                if tokens.find(b"close") >= 0:
                     keep_alive = False
-                elif b"keep-alive" in tokens and self.http10:
+                elif self.http10 and tokens.find(b"keep-alive") >= 0:
                     keep_alive = True
             elif name == b"expect" and value.lower() == b"100-continue" and not self.http10:
                 self.expect_continue = True
@@ -168,7 +168,7 @@ class RequestCycle:
             raw_path = parts.path or b"/"
             query = parts.query
         path = raw_path.decode("ascii")  # ValueError on non-ASCII -> 400 above
-        if b"%" in raw_path:
+        if raw_path.find(b"%") >= 0:  # not `in`: bytes.__contains__ tries the needle as an int first, raising and clearing a TypeError
             path = unquote(path)
         root_path = state.root_path
         if root_path and path != root_path and not path.startswith(state.root_prefix):

@@ -105,7 +105,7 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
         if lname == b"transfer-encoding":
             continue  # the server frames the body itself
         if lname == b"connection":
-            if b"close" in value.lower():
+            if value.lower().find(b"close") >= 0:
                 close = True
             continue
         line = b"%s: %s\r\n" % (name, value)

@@ -51,7 +51,7 @@ def split_path(scope: Any) -> tuple[str, str]:
     raw: Optional[bytes] = scope.get("raw_path")
     full: Optional[str] = None
     if raw:
-        decoded = unquote_to_bytes(raw) if b"%" in raw else raw
+        decoded = unquote_to_bytes(raw) if raw.find(b"%") >= 0 else raw
         full_raw = decoded.decode("latin-1")
         # raw_path is trusted only when it says what `path` says: a middleware may rewrite
         # `path` and forget `raw_path`. Servers decode invalid UTF-8 with "replace".

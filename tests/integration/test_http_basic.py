@@ -275,6 +275,56 @@ def test_contextvars_do_not_leak_between_requests(serve: Serve) -> None:
         assert roundtrip(client, b"GET /get HTTP/1.1\r\nHost: h\r\n\r\n").body == b"unset|unset"
 
 
+def test_each_request_runs_in_its_own_named_task(serve: Serve) -> None:
+    import asyncio
+
+    seen: list[asyncio.Task[Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(task)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": task.get_name().encode()})
+
+    server = serve(app)
+    with server.raw() as client:
+        names = [roundtrip(client, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").body for _ in range(3)]
+    assert names == [b"asgiserve-request"] * 3
+    assert len({id(task) for task in seen}) == 3
+
+
+def test_a_task_factory_set_by_the_app_is_used_for_requests(serve: Serve) -> None:
+    import asyncio
+
+    made: list[str] = []
+
+    def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    asyncio.get_running_loop().set_task_factory(factory)
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    asyncio.get_running_loop().set_task_factory(None)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app)
+    with server.raw() as client:
+        assert roundtrip(client, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").body == b"ok"
+    assert "RequestCycle.run_asgi" in made
+
+
 def test_unix_socket_scope(serve: Serve, tmp_path: Any) -> None:
     app, scopes = scope_recorder()
     path = str(tmp_path / "s.sock")
