@@ -88,7 +88,7 @@ def make_cert(tmp: Path) -> Optional[tuple[Path, Path]]:
 
 
 class Nginx:
-    def __init__(self, tmp: Path, sock_path: Path, user: Optional[str] = None) -> None:
+    def __init__(self, tmp: Path, sock_path: Path, user: Optional[str] = None, keepalive: bool = False) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.tls_port: Optional[int] = None
@@ -100,7 +100,10 @@ class Nginx:
                        f"\n    ssl_certificate {cert[0]};\n    ssl_certificate_key {cert[1]};")
         site = EXAMPLE.read_text()
         assert "listen 80;" in site and EXAMPLE_SOCKET in site, "example changed: update this test"
-        (tmp / "site.conf").write_text(site.replace("listen 80;", listen).replace(EXAMPLE_SOCKET, str(sock_path)))
+        site = site.replace("listen 80;", listen).replace(EXAMPLE_SOCKET, str(sock_path))
+        if keepalive:
+            site = upstream_keepalive(site, sock_path)
+        (tmp / "site.conf").write_text(site)
         # As root, nginx would switch its workers to "nobody", who may not open a 0770 socket
         # owned by root; an unprivileged user runs nginx as itself and must omit the directive.
         if user is None:
@@ -139,15 +142,30 @@ class Nginx:
             self.popen.stderr.close()
 
 
+def upstream_keepalive(site: str, sock_path: Path) -> str:
+    """The variant the example's comment describes: an upstream{} with keepalive, HTTP/1.1 to it."""
+    direct = f"proxy_pass http://unix:{sock_path};"
+    assert direct in site, "example changed: update this test"
+    site = site.replace(direct, 'proxy_pass http://app;\n        proxy_http_version 1.1;\n'
+                                '        proxy_set_header Connection "";')
+    return f"upstream app {{\n    server unix:{sock_path};\n    keepalive 16;\n}}\n" + site
+
+
+def unix_peers(sock_path: Path) -> int:
+    """Connected sockets on the server side of ``sock_path`` (ss lists them by their local path)."""
+    out = subprocess.run(["ss", "-x", "-H", "state", "connected"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if f" {sock_path} " in f" {line} ")
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[object]:
     started: list[object] = []
 
-    def _start(args: list[str], cwd: Path, sock_path: Path) -> tuple[Supervised, Nginx]:
+    def _start(args: list[str], cwd: Path, sock_path: Path, keepalive: bool = False) -> tuple[Supervised, Nginx]:
         app = Supervised(args, cwd=cwd)
         started.append(app)
         app.ready()
-        nginx = Nginx(tmp_path, sock_path)
+        nginx = Nginx(tmp_path, sock_path, keepalive=keepalive)
         started.append(nginx)
         return app, nginx
 
@@ -221,12 +239,16 @@ def test_the_seed_walkthrough_flask_wsgi_entry_point(stack, tmp_path: Path, http
     assert not sock_path.exists()
 
 
-def test_reload_behind_nginx_drops_nothing(stack, tmp_path: Path) -> None:
-    # Process-model test (one parser): a HUP while nginx forwards continuous traffic; a 502
-    # from nginx would mean a worker refused or reset a connection.
+def reload_under_load(stack, tmp_path: Path, keepalive: bool) -> Load:
+    """Two workers behind nginx; a HUP while nginx forwards continuous traffic, until the old
+    workers have exited and 100 more requests went through."""
     sock_path = tmp_path / "app.sock"
     app, nginx = stack([write_app(tmp_path), "-w", "2", "-b", f"unix:{sock_path}", "-m", "007", "--no-access-log"],
-                       tmp_path, sock_path)
+                       tmp_path, sock_path, keepalive=keepalive)
+    if keepalive:
+        for _ in range(20):
+            assert get(nginx.port, "/")[0] == 200
+        assert unix_peers(sock_path) >= 1, "nginx kept no upstream connection open: keepalive is not in effect"
     with Load(nginx.port, threads=4) as load:
         load.wait_responses(100)
         mark = app.mark()
@@ -234,7 +256,24 @@ def test_reload_behind_nginx_drops_nothing(stack, tmp_path: Path) -> None:
         app.ready(mark, what="Reload complete")
         app.wait_for(r"Worker \d+ exited with code 0\.", mark, count=2)
         load.wait_responses(100)
+    return load
+
+
+def test_reload_behind_nginx_drops_nothing(stack, tmp_path: Path) -> None:
+    # Process-model test (one parser): a 502 from nginx would mean a worker refused or reset a
+    # connection.
+    load = reload_under_load(stack, tmp_path, keepalive=False)
     print(f"HUP behind nginx: {load.summary()}")
+    assert load.failed == [], load.summary()
+
+
+def test_reload_behind_nginx_with_upstream_keepalive_drops_nothing(stack, tmp_path: Path) -> None:
+    # As above, but nginx keeps idle connections to the workers and reuses them, so a reload
+    # closes connections nginx may be about to send on. A worker closes an idle one cleanly
+    # (FIN, not RST), and nginx retries a request that fails on a reused connection.
+    load = reload_under_load(stack, tmp_path, keepalive=True)
+    retried = (tmp_path / "error.log").read_text().count("while reading response header from upstream")
+    print(f"HUP behind nginx with upstream keepalive: {load.summary()}; nginx retried {retried}")
     assert load.failed == [], load.summary()
 
 
