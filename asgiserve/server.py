@@ -13,6 +13,7 @@ import contextvars
 import logging
 import signal
 import socket
+import sys
 import threading
 from typing import Any, Callable, Coroutine, Optional
 
@@ -24,8 +25,31 @@ from .http.response import default_headers
 logger = logging.getLogger("asgiserve.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-FRESH_GRACE = 1.0
-TASK_NAME = "asgiserve-request"  # seconds a just-accepted connection gets to send its request at shutdown
+FRESH_GRACE = 1.0  # seconds a just-accepted connection gets to send its request at shutdown
+TASK_NAME = "asgiserve-request"
+
+
+if sys.version_info >= (3, 11):
+
+    def new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None],
+                 context: contextvars.Context) -> "asyncio.Task[None]":
+        """A task running ``coro`` in ``context``, through the loop's task factory if one is set."""
+        if loop.get_task_factory() is None:
+            # Named here: asyncio before 3.12 otherwise formats a unique "Task-N" for each task.
+            return asyncio.Task(coro, loop=loop, context=context, name=TASK_NAME)
+        return loop.create_task(coro, context=context)
+
+else:
+
+    def new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None],
+                 context: contextvars.Context) -> "asyncio.Task[None]":
+        # 3.10 has no context argument; a task copies the context it is created in.
+        return context.run(_task_in_current_context, loop, coro)
+
+    def _task_in_current_context(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+        if loop.get_task_factory() is None:
+            return asyncio.Task(coro, loop=loop, name=TASK_NAME)
+        return loop.create_task(coro)
 
 
 class ServerState:
@@ -95,12 +119,7 @@ class ServerState:
             if not self.shutting_down:
                 logger.info("Maximum request limit of %d reached; shutting down.", self.limit_max_requests)
                 self.server.request_shutdown()
-        loop = self.loop
-        if loop.get_task_factory() is None:
-            # Named here: asyncio (before 3.12) otherwise formats a unique "Task-N" per task.
-            task = asyncio.Task(coro, loop=loop, context=self.context.copy(), name=TASK_NAME)
-        else:
-            task = loop.create_task(coro, context=self.context.copy())
+        task = new_task(self.loop, coro, self.context.copy())
         self.tasks.add(task)
         return task
 
