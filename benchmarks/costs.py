@@ -7,7 +7,7 @@ CPU instructions per request counted by valgrind (callgrind): the difference bet
 and a long run, so start-up cancels out. Instruction counts move by well under 1% between runs
 on this noisy machine, where timings move by 5%.
 
-    .venv/bin/python -m benchmarks.costs [--http h11] [--requests N] [--instructions]
+    .venv/bin/python -m benchmarks.costs [--http h11] [--request browser] [--requests N] [--instructions]
 """
 from __future__ import annotations
 
@@ -23,22 +23,49 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-# What wrk sends: a request line and a Host field.
-REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+REQUESTS = {
+    # What wrk sends: a request line and a Host field.
+    "wrk": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+    # What a browser sends for a page: 16 fields, about 900 bytes.
+    "browser": (
+        b"GET /articles/2026/asgi-servers?page=2 HTTP/1.1\r\n"
+        b"Host: example.com\r\n"
+        b"Connection: keep-alive\r\n"
+        b"Cache-Control: max-age=0\r\n"
+        b'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"\r\n'
+        b"sec-ch-ua-mobile: ?0\r\n"
+        b'sec-ch-ua-platform: "Linux"\r\n'
+        b"Upgrade-Insecure-Requests: 1\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        b"Chrome/131.0.0.0 Safari/537.36\r\n"
+        b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+        b"image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7\r\n"
+        b"Sec-Fetch-Site: same-origin\r\n"
+        b"Sec-Fetch-Mode: navigate\r\n"
+        b"Sec-Fetch-User: ?1\r\n"
+        b"Sec-Fetch-Dest: document\r\n"
+        b"Referer: https://example.com/articles/2026/asgi-servers\r\n"
+        b"Accept-Encoding: gzip, deflate, br, zstd\r\n"
+        b"Accept-Language: en-GB,en;q=0.9,fr;q=0.8\r\n"
+        b"Cookie: session=8f14e45fceea167a5a36dedd4bea2543; theme=dark; consent=1\r\n"
+        b"\r\n"
+    ),
+}
 
 
 class _Transport:
     """Just enough of a transport: each write answers a request and feeds the next one."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, proto: Any, count: int, done: "asyncio.Future[None]") -> None:
-        self.loop, self.proto, self.left, self.done = loop, proto, count, done
+    def __init__(self, loop: asyncio.AbstractEventLoop, proto: Any, count: int, done: "asyncio.Future[None]",
+                 request: bytes = REQUESTS["wrk"]) -> None:
+        self.loop, self.proto, self.left, self.done, self.request = loop, proto, count, done, request
 
     def write(self, data: bytes) -> None:
         if not (data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nHello, world!")):
             raise AssertionError(f"not the plaintext response: {data[:200]!r}")
         self.left -= 1
         if self.left > 0:
-            self.loop.call_soon(self.proto.data_received, REQUEST)
+            self.loop.call_soon(self.proto.data_received, self.request)
         elif not self.done.done():
             self.done.set_result(None)
 
@@ -58,7 +85,7 @@ class _Transport:
         pass
 
 
-async def _serve(http: str, count: int) -> float:
+async def _serve(http: str, count: int, request: bytes) -> float:
     from asgiserve.config import Config
     from asgiserve.http.protocol import HttpProtocol
     from asgiserve.server import Server, ServerState
@@ -69,20 +96,20 @@ async def _serve(http: str, count: int) -> float:
     state = ServerState(Server(config), config, app, loop)
     done: asyncio.Future[None] = loop.create_future()
     proto = HttpProtocol(state)
-    proto.connection_made(_Transport(loop, proto, count, done))
+    proto.connection_made(_Transport(loop, proto, count, done, request))
     start = time.perf_counter()
-    proto.data_received(REQUEST)
+    proto.data_received(request)
     await done
     return (time.perf_counter() - start) / count
 
 
-def wall(http: str, count: int) -> float:
+def wall(http: str, count: int, request: str = "wrk") -> float:
     import uvloop
 
-    return uvloop.run(_serve(http, count))
+    return uvloop.run(_serve(http, count, REQUESTS[request]))
 
 
-def instructions(http: str, count: int) -> int:
+def instructions(http: str, count: int, request: str = "wrk") -> int:
     """Instructions per request: callgrind totals of a run of 2,000 and one of 2,000 + ``count``."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install -y valgrind")
@@ -90,7 +117,7 @@ def instructions(http: str, count: int) -> int:
     for n in (2000, 2000 + count):
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-m", "benchmarks.costs", "--http", http, "--requests", str(n)],
+             sys.executable, "-m", "benchmarks.costs", "--http", http, "--request", request, "--requests", str(n)],
             capture_output=True, text=True, check=True, cwd=REPO,
         ).stderr
         match = re.search(r"Collected : (\d+)", out)
@@ -103,13 +130,16 @@ def instructions(http: str, count: int) -> int:
 def main(argv: "list[str] | None" = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.costs", description=__doc__.split("\n")[0])
     parser.add_argument("--http", default="httptools", choices=("httptools", "h11"))
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--request", default="wrk", choices=sorted(REQUESTS), help="the request's shape")
+    parser.add_argument("--requests", type=int, default=20000, help="how many")
     parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind")
     args = parser.parse_args(argv)
     if args.instructions:
-        print(f"{instructions(args.http, args.requests)} instructions per request ({args.http})")
+        count = instructions(args.http, args.requests, args.request)
+        print(f"{count} instructions per request ({args.http}, {args.request} request)")
     else:
-        print(f"{wall(args.http, args.requests) * 1e6:.2f} µs per request ({args.http}, no I/O)")
+        took = wall(args.http, args.requests, args.request)
+        print(f"{took * 1e6:.2f} µs per request ({args.http}, {args.request} request, no I/O)")
 
 
 if __name__ == "__main__":

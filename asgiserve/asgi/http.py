@@ -61,7 +61,6 @@ class RequestCycle:
         self.disconnected = False
         self.response = WAITING
         self.head_info: Optional[ResponseHead] = None
-        self.expect_continue = False
         self.chunked = False
         self.remaining: Optional[int] = None  # Content-Length still owed, when declared
         self.is_head = head.method == b"HEAD"
@@ -75,18 +74,17 @@ class RequestCycle:
         self.head_pending = False  # start received, head not yet written
         self.body_allowed = False  # the response may carry body bytes (not HEAD, 1xx, 204, 304)
         self.peer_eof = False  # the client sent FIN: no more input, but it may still read
-        # Keep-alive by HTTP/1.1 and 1.0 rules; one pass over the headers.
+        # Keep-alive by HTTP/1.1 and 1.0 rules; the parser found the fields (RequestHead).
         keep_alive = not self.http10
-        for name, value in head.headers:
-            if name == b"connection":
-                tokens = value.lower()
-                if tokens.find(b"close") >= 0:
-                    keep_alive = False
-                elif self.http10 and tokens.find(b"keep-alive") >= 0:
-                    keep_alive = True
-            elif name == b"expect" and value.lower() == b"100-continue" and not self.http10:
-                self.expect_continue = True
+        connection = head.connection
+        if connection is not None:
+            tokens = connection.lower()
+            if tokens.find(b"close") >= 0:  # find, not `in`: see build_scope
+                keep_alive = False
+            elif self.http10 and tokens.find(b"keep-alive") >= 0:
+                keep_alive = True
         self.keep_alive = keep_alive
+        self.expect_continue = head.expect_continue and not self.http10
 
     # -- body arriving from the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -192,7 +190,7 @@ class RequestCycle:
             "state": state.lifespan_state.copy(),
             "extensions": {"http.response.zerocopysend": {}},
         }
-        if proto.proxy is not None:
+        if proto.proxy is not None and head.forwarded:
             proto.proxy.apply(scope)
         return scope
 

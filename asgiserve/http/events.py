@@ -5,17 +5,23 @@ keep-alive, write bytes, or know about ASGI. Classes are slotted for the hot pat
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 
 class RequestHead:
-    """A complete request line plus headers.
+    """A complete, validated request line plus headers, and what the core needs from them.
 
     ``headers`` keeps the wire order and repeats; names are lower-cased bytes, values
     are bytes with surrounding whitespace stripped. ``http_version`` is "1.0" or "1.1".
+    ``framing`` is the body length (0: none) or ``framing.CHUNKED``. ``connection`` is the
+    Connection field's value (several joined with ", "; None when absent),
+    ``expect_continue`` says an ``Expect: 100-continue`` field is present, and ``forwarded``
+    that a Forwarded or X-Forwarded-For/-Proto field is. They are found in the one pass over
+    the fields that checks the framing, so nothing after the parser scans them again.
     """
 
-    __slots__ = ("method", "target", "http_version", "headers")
+    __slots__ = ("method", "target", "http_version", "headers", "framing", "connection", "expect_continue",
+                 "forwarded")
 
     def __init__(
         self,
@@ -23,11 +29,24 @@ class RequestHead:
         target: bytes,
         http_version: str,
         headers: list[tuple[bytes, bytes]],
+        framing: int = 0,
+        connection: Optional[bytes] = None,
+        expect_continue: bool = False,
+        forwarded: bool = False,
     ) -> None:
         self.method = method
         self.target = target
         self.http_version = http_version
         self.headers = headers
+        self.framing = framing
+        self.connection = connection
+        self.expect_continue = expect_continue
+        self.forwarded = forwarded
+
+    def copy(self) -> "RequestHead":
+        """The same head with its own headers list (an app may change the one it was given)."""
+        return RequestHead(self.method, self.target, self.http_version, list(self.headers), self.framing,
+                           self.connection, self.expect_continue, self.forwarded)
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"

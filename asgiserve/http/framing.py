@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 
+from .events import RequestHead
 from .limits import REQUEST_LINE_OVERHEAD, HeadLimits, Reject
 
 METHODS = frozenset(
@@ -59,14 +60,19 @@ _AUTHORITY = rb"\x21\x24-\x2e\x30-\x3b\x3d\x40-\x5b\x5d\x5f\x61-\x7a\x7e"
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://[" + _AUTHORITY + rb"]+(?:[/?][\x21-\x7e]*)?")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+")
 _VISIBLE = re.compile(rb"[\x21-\x7e]*")
-_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING = 1, 2, 3
-_FRAMING_FIELDS = {b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING}
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _FORWARDED = 1, 2, 3, 4, 5, 6
+# The fields the server itself reads: one dict lookup per field line classifies them all.
+_SERVER_FIELDS = {
+    b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION, b"expect": _EXPECT,
+    b"forwarded": _FORWARDED, b"x-forwarded-for": _FORWARDED, b"x-forwarded-proto": _FORWARDED,
+}
 
 
 def inspect_head(
     method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]], limits: HeadLimits
-) -> int:
-    """Validate a complete head; return its body length (0: none) or ``CHUNKED``.
+) -> RequestHead:
+    """Validate a complete head and return it as the event the core gets, its framing decided.
 
     ``headers`` are (lower-cased name, stripped value) in wire order. Raises ``Reject``.
     """
@@ -84,8 +90,9 @@ def inspect_head(
         raise Reject(431, "Too many header fields")
     field_max = limits.field_size - 2  # same rule as HeadLimits.check_field, in this one pass
     hosts = 0
-    length = encoding = None
-    get = _FRAMING_FIELDS.get
+    length = encoding = connection = None
+    expect_continue = forwarded = False
+    get = _SERVER_FIELDS.get
     for name, value in headers:
         if len(name) + len(value) > field_max:
             raise Reject(431, "Header field too large")
@@ -97,10 +104,17 @@ def inspect_head(
                 if length is not None:
                     raise Reject(400, "Multiple Content-Length fields")
                 length = value
-            else:
+            elif kind == _TRANSFER_ENCODING:
                 if encoding is not None:
                     raise Reject(400, "Multiple Transfer-Encoding fields")
                 encoding = value
+            elif kind == _CONNECTION:
+                connection = value if connection is None else connection + b", " + value
+            elif kind == _EXPECT:
+                if value.lower() == b"100-continue":
+                    expect_continue = True
+            else:
+                forwarded = True
     if hosts != 1 and (hosts or version == "1.1"):
         raise Reject(400, "Missing Host field" if not hosts else "Multiple Host fields")
     if encoding is not None:
@@ -112,8 +126,8 @@ def inspect_head(
             raise Reject(400, "Unsupported Transfer-Encoding")
         if method == b"CONNECT":
             raise Reject(400, "CONNECT with a body")
-        return CHUNKED
-    if length is not None:
+        framing = CHUNKED
+    elif length is not None:
         if not length.isdigit() or len(length) > 20:
             raise Reject(400, "Invalid Content-Length")
         size = int(length)
@@ -121,8 +135,10 @@ def inspect_head(
             raise Reject(400, "Invalid Content-Length")
         if size and method == b"CONNECT":
             raise Reject(400, "CONNECT with a body")
-        return size
-    return 0
+        framing = size
+    else:
+        framing = 0
+    return RequestHead(method, target, version, headers, framing, connection, expect_continue, forwarded)
 
 
 def _check_target_form(method: bytes, target: bytes) -> None:

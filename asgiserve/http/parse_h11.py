@@ -47,8 +47,6 @@ _EMPTY_LINES = re.compile(rb"[\r\n]*")
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _Request = h11.Request
 _H11Error = h11.LocalProtocolError
-# method, target, version, fields, framing of a validated head
-_Verdict = tuple[bytes, bytes, str, tuple[tuple[bytes, bytes], ...], int]
 
 # Raw field lines h11 has validated, shared by all connections of the process (Host,
 # User-Agent, Accept... repeat across requests even when targets differ). Bounded: short lines
@@ -86,7 +84,7 @@ class H11Parser:
         self.trailer_bytes = 0
         self.fields = 0  # complete field lines of the incomplete head checked so far
         self.last_head = b""  # the previous head and its verdict (see _head)
-        self.last: _Verdict = (b"", b"", "", (), 0)
+        self.last: Optional[RequestHead] = None
         self.dead = False
 
     # -- RequestParser ------------------------------------------------------------------
@@ -172,16 +170,17 @@ class H11Parser:
 
     def _head(self, head: bytes, events: list[Event]) -> None:
         self.scanned = self.next_check = self.fields = 0
-        if head == self.last_head:
+        last = self.last
+        if head == self.last_head and last is not None:
             # Byte-identical to this connection's previous head (load generators, polling
             # clients): same parse, same verdict. Only the headers list is fresh per request.
-            method, target, version, fields, framing = self.last
-            headers = list(fields)
+            event = last.copy()
         else:
-            method, target, version, headers, framing = self._read_head(head)
+            event = self._read_head(head)
             self.last_head = head
-            self.last = (method, target, version, tuple(headers), framing)
-        events.append(RequestHead(method, target, version, headers))
+            self.last = event.copy()  # kept apart from the list the app gets
+        events.append(event)
+        framing = event.framing
         if framing == 0:
             events.append(MESSAGE_END)
         elif framing == CHUNKED:
@@ -191,7 +190,7 @@ class H11Parser:
             self.state = _LENGTH
             self.remaining = framing
 
-    def _read_head(self, head: bytes) -> tuple[bytes, bytes, str, list[tuple[bytes, bytes]], int]:
+    def _read_head(self, head: bytes) -> RequestHead:
         """Split a complete head, have h11 validate what it has not seen, apply shared rules."""
         check_raw_head(head)
         eol = head.find(b"\r\n")
@@ -222,8 +221,7 @@ class H11Parser:
                 raise Reject(400, "Malformed request head") from None
             _remember(fresh)
         version = _VERSIONS.get(raw_version) or raw_version.decode("ascii")
-        framing = inspect_head(method, target, version, headers, self.limits)
-        return method, target, version, headers, framing
+        return inspect_head(method, target, version, headers, self.limits)
 
     def _size_line(self, line: bytes) -> None:
         size = parse_chunk_size(line)

@@ -148,10 +148,10 @@ class HttptoolsParser:
         version = parser.get_http_version()
         headers = self.headers
         url = self.url
-        framing = inspect_head(method, url, version, headers, self.limits)
-        self.framing = framing
-        self.emit(RequestHead(method, url, "1.1" if version == "1.1" else "1.0", headers))
-        if framing == CHUNKED:
+        head = inspect_head(method, url, version, headers, self.limits)
+        self.framing = head.framing
+        self.emit(head)
+        if head.framing == CHUNKED:
             self.headers = _Trailers(self.limits)
 
     def on_body(self, body: bytes) -> None:

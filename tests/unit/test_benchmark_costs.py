@@ -17,11 +17,12 @@ from benchmarks import costs
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_driver_runs_on_each_parser(http_impl: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.costs", "--http", http_impl, "--requests", "300"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("shape", ["wrk", "browser"])
+def test_the_driver_runs_on_each_parser(http_impl: str, shape: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.costs", "--http", http_impl, "--request", shape,
+                           "--requests", "300"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert re.fullmatch(rf"\d+\.\d\d µs per request \({http_impl}, no I/O\)\n", proc.stdout), proc.stdout
+    assert re.fullmatch(rf"\d+\.\d\d µs per request \({http_impl}, {shape} request, no I/O\)\n", proc.stdout), proc.stdout
 
 
 def test_the_driver_refuses_a_response_that_is_not_the_plaintext_one() -> None:
