@@ -9,6 +9,10 @@ Invariants:
 - Writing: ``send`` awaits ``drain()`` while the transport is above its high-water mark.
 - A ParseError is answered only after the responses before it, then the connection closes.
 - Idle connections are closed by the server's periodic sweep, not a timer per request.
+- Closing is lingering: the server half-closes and reads (and drops) what the client still
+  sends for up to LINGER_READ seconds. Closing a socket with unread input makes the kernel
+  answer RST, and the client may then lose the response it has not read yet (a 400 for a
+  request it is still sending, a 413 for an upload the app refused).
 """
 from __future__ import annotations
 
@@ -30,13 +34,14 @@ logger = logging.getLogger("asgiserve.error")
 BODY_HIGH_WATER = 256 * 1024
 MAX_PIPELINE = 32
 LINGER = 10.0  # seconds a closing connection may take to flush before it is aborted
+LINGER_READ = 2.0  # seconds a closing connection keeps reading until the client closes too
 
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
-        "idle_since", "pending_error", "eof", "proxy", "fresh",
+        "idle_since", "pending_error", "eof", "proxy", "fresh", "linger",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -59,6 +64,7 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = False  # the client half-closed: answer what is queued, then close
         self.proxy: Any = None  # ProxyHeaders when this peer is a trusted proxy
         self.fresh = True  # accepted, no request seen yet (its first one may be on the way)
+        self.linger: Optional[asyncio.TimerHandle] = None  # half-closed, reading until the client closes
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -87,6 +93,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         self.state.connections.discard(self)
         if self.fresh:
             self.state.fresh_changed()
@@ -99,6 +108,8 @@ class HttpProtocol(asyncio.Protocol):
         self.drain_waiter = None
 
     def eof_received(self) -> bool:
+        if self.closed:
+            return False  # a lingering close is complete: the transport closes itself
         events = self.parser.feed_eof()
         if events:
             self.handle_events(events)
@@ -251,11 +262,27 @@ class HttpProtocol(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.transport.close()
-            if self.transport.get_write_buffer_size():
-                # close() waits for the buffer to flush; a client that never reads would hold
-                # the connection forever.
-                self.loop.call_later(LINGER, self.transport.abort)
+            transport = self.transport
+            if not self.eof and transport.can_write_eof():
+                transport.write_eof()  # FIN once the buffer is flushed; input is still read, and dropped
+                if self.read_paused:
+                    self.read_paused = False
+                    transport.resume_reading()
+                self.linger = self.loop.call_later(LINGER_READ, self._end_linger)
+            else:
+                self._close_transport()
+
+    def _end_linger(self) -> None:
+        self.linger = None
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        transport.close()
+        if transport.get_write_buffer_size():
+            # close() waits for the buffer to flush; a client that never reads would hold
+            # the connection forever.
+            self.loop.call_later(LINGER, transport.abort)
 
     def abort(self) -> None:
         """Drop the connection now: what was written can't be completed honestly."""

@@ -8,6 +8,7 @@ request-line/header limits (414/431), request smuggling shapes, and --limit-conc
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -608,3 +609,57 @@ def test_failure_mid_response_drops_a_client_that_does_not_read(serve: Serve) ->
         time.sleep(0.01)
     assert not state.connections, "a truncated response kept its connection open"
     client.close()
+
+
+def send_then_half_close(client: RawClient, head: bytes, body_bytes: int) -> threading.Thread:
+    """Send ``head`` and ``body_bytes`` of body from a thread (the server may answer and close
+    before it is all sent), then half-close, as a client that is done sending does."""
+
+    def pump() -> None:
+        try:
+            client.sock.sendall(head)
+            chunk = b"x" * 65536
+            for _ in range(body_bytes // len(chunk)):
+                client.sock.sendall(chunk)
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # reset: the test then sees what the client got before it
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_400_reaches_a_client_that_is_still_sending(serve: Serve) -> None:
+    # The server answers a bad head at once, while 2 MiB of body are still on the way. Closing
+    # with that input unread makes the kernel reset the connection, which can destroy the 400
+    # before the client reads it; the server half-closes and drains instead. A race, so repeated.
+    app, calls = counting_app()
+    server = serve(app)
+    for _ in range(10):
+        with server.raw() as client:
+            thread = send_then_half_close(client, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x1\r\n\r\n", 2 << 20)
+            out = read_all(client)
+            thread.join(10)
+        assert out.startswith(b"HTTP/1.1 400 "), out[:100]
+    assert calls == []
+
+
+def test_an_app_refusing_an_upload_with_connection_close_is_heard(serve: Serve) -> None:
+    # The app answers 413 without reading the 2 MiB body and asks to close: the client, still
+    # sending, gets the 413 and then the end of the connection, not a reset.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-length", b"9"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"too large"})
+
+    server = serve(app)
+    for _ in range(10):
+        with server.raw() as client:
+            thread = send_then_half_close(client, b"PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 2097152\r\n\r\n",
+                                          2 << 20)
+            out = read_all(client)
+            thread.join(10)
+        assert out.startswith(b"HTTP/1.1 413 ") and out.endswith(b"too large"), out[:100]

@@ -33,6 +33,7 @@ class FakeTransport:
         self.closed = False
         self.aborted = False
         self.reading = True
+        self.fully_closed = False  # close() or abort(), not just write_eof()
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -44,9 +45,16 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+        self.fully_closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closed = True  # the server's side is done: nothing more may be written
 
     def abort(self) -> None:
-        self.closed = True
+        self.closed = self.fully_closed = True
         self.aborted = True
 
     def get_write_buffer_size(self) -> int:
@@ -419,3 +427,32 @@ async def test_date_is_not_formatted_per_request(http_impl: str, monkeypatch: An
     assert len({line for head in heads for line in head.split(b"\r\n") if line.startswith(b"date: ")}) == 1
     proto.state.refresh_headers()  # what the ticker does
     assert calls == [1]
+
+
+async def test_closing_lingers_reading_until_the_client_closes(http_impl: str, monkeypatch: Any) -> None:
+    import asgiserve.http.protocol as protocol_module
+
+    monkeypatch.setattr(protocol_module, "LINGER_READ", 0.05)
+    proto, transport = connect(echo_path, http_impl)
+    proto.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 400 ")
+    # Half-closed: the FIN goes out, input is still read and dropped.
+    assert transport.closed and not transport.fully_closed and transport.reading
+    proto.data_received(b"GET /more HTTP/1.1\r\nHost: a\r\n\r\n" * 100)
+    assert transport.take() == b""
+    assert proto.eof_received() is False  # the client closed too: the transport may close
+    # A client that never closes is cut off after LINGER_READ.
+    proto2, transport2 = connect(echo_path, http_impl)
+    proto2.data_received(b"BAD\r\n\r\n")
+    assert transport2.take().startswith(b"HTTP/1.1 400 ") and not transport2.fully_closed
+    await asyncio.sleep(0.1)
+    assert transport2.fully_closed
+
+
+async def test_closing_after_the_client_half_closed_does_not_linger(http_impl: str) -> None:
+    proto, transport = connect(echo_path, http_impl)
+    proto.data_received(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert proto.eof_received() is True  # answer what was asked, then close
+    await settle()
+    assert responses(transport.take())[0][1] == b"/x:"
+    assert transport.fully_closed
