@@ -121,6 +121,22 @@ def test_request_connection_close(serve: Serve, value: bytes) -> None:
     assert calls == ["/a"]
 
 
+@pytest.mark.parametrize("fields", [
+    b"Connection: keep-alive\r\nConnection: close\r\n",
+    b"Connection: close\r\nConnection: keep-alive\r\n",
+])
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_close_in_any_of_several_connection_fields_wins(serve: Serve, fields: bytes, version: str) -> None:
+    app, calls = make_app()
+    server = serve(app)
+    with server.raw() as client:
+        client.send(req("/a", version=version, extra=fields) + req("/never"))
+        response = client.read_response()
+        assert response.status == 200 and b"close" in connection_tokens(response)
+        assert_closed(client)
+    assert calls == ["/a"]
+
+
 def test_request_connection_close_with_streaming_response(serve: Serve) -> None:
     app, _ = make_app()
     server = serve(app)
