@@ -260,17 +260,16 @@ class HttpProtocol(asyncio.Protocol):
         return not self.queue
 
     def close(self) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if not self.eof and self.transport.can_write_eof():
+            self.resume_reading()  # input is still read, and dropped (data_received sees `closed`)
             self.closed = True
-            transport = self.transport
-            if not self.eof and transport.can_write_eof():
-                transport.write_eof()  # FIN once the buffer is flushed; input is still read, and dropped
-                if self.read_paused:
-                    self.read_paused = False
-                    transport.resume_reading()
-                self.linger = self.loop.call_later(LINGER_READ, self._end_linger)
-            else:
-                self._close_transport()
+            self.transport.write_eof()  # FIN once the buffer is flushed
+            self.linger = self.loop.call_later(LINGER_READ, self._end_linger)
+        else:
+            self.closed = True
+            self._close_transport()
 
     def _end_linger(self) -> None:
         self.linger = None
