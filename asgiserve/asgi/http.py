@@ -466,7 +466,7 @@ class RequestCycle:
         self.response = DONE
         proto = self.proto
         if not ok:
-            if self.remaining:
+            if self.remaining and not self.disconnected:  # a client that left is not an app error
                 logger.error("Response shorter than its Content-Length; closing the connection.")
             self.keep_alive = False
             proto.abort()  # a truncated response: don't let it linger on a slow client

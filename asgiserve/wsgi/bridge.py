@@ -242,7 +242,9 @@ class Exchange(AppSide):
             events = self.events
             if not events:
                 self.wake_pending = False
-                return events
+                # Never the live list: the thread may append to it as soon as the lock is
+                # released, and the caller would then handle those events and take them again.
+                return []
             self.events = []
             self.wake_pending = False
             self.buffered = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import queue
 import select
 import socket
@@ -391,6 +392,45 @@ def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
     client.close()
     result = outcome.get(timeout=10)
     assert isinstance(result, OSError), result
+
+
+def test_client_leaving_a_download_is_not_logged_as_an_error(serve: Serve) -> None:
+    """A client that abandons a download with a declared length is routine, not an app error:
+    the app gets its OSError, and the log has no ERROR line (it said "Response shorter than its
+    Content-Length", once per abandoned download)."""
+    outcome: "queue.Queue[object]" = queue.Queue()
+    first_sent = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-length", b"%d" % (1 << 40))]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            first_sent.set()
+            for _ in range(100000):
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+                await asyncio.sleep(0)
+            outcome.put("completed")
+        except BaseException as exc:
+            outcome.put(exc)
+            raise
+
+    server = serve(app)
+    client = server.raw()
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    client.read_head()
+    assert first_sent.wait(5)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()
+    assert isinstance(outcome.get(timeout=10), OSError)
+    client = server.raw()  # the server is fine: a new request is answered
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    client.read_head()
+    client.close()
+    errors = [r.getMessage() for r in server.logs.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 def wait_until_stalled(progress: Callable[[], int], done: threading.Event, timeout: float = 15.0) -> int:

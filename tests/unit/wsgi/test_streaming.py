@@ -8,11 +8,12 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
 
-from asgiserve.wsgi import ClientStalled, WSGIMiddleware
+from asgiserve.wsgi import ClientStalled, WSGIMiddleware, bridge
 
 from .helpers import FakeServer, call, http_scope
 
@@ -47,6 +48,49 @@ async def test_response_backpressure_bounds_what_the_thread_runs_ahead() -> None
     await asyncio.wait_for(task, 10)
     assert pulled == 1000 and len(server.body) == 1000 * CHUNK and server.complete
     mw.close(5)
+
+
+async def test_chunks_posted_right_after_the_loop_found_none_are_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread may post in the instant after the loop's take found nothing (seen under load:
+    that batch was then sent twice, a duplicated body chunk or a second http.response.start)."""
+    resume, second_sent = threading.Event(), threading.Event()
+
+    def app(environ: Any, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])  # no Content-Length: nothing downstream would catch a repeat
+        yield b"first,"
+        resume.wait(5)
+        yield b"second,"
+        second_sent.wait(5)  # the loop goes back for more while the thread holds the rest
+        yield b"third"
+
+    async def on_send(message: dict[str, Any]) -> None:
+        if message.get("body") == b"second,":
+            second_sent.set()
+
+    server = FakeServer(on_send=on_send)
+    take = bridge.Exchange._take
+    armed = True
+
+    def take_then_let_the_thread_post(self: Any) -> Any:
+        nonlocal armed
+        events = take(self)
+        if not events and armed and server.sent:
+            armed = False  # once, after the first chunk went out: let the thread post now
+            resume.set()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with self.lock:
+                    if self.events:
+                        break
+                time.sleep(0.001)
+        return events
+
+    monkeypatch.setattr(bridge.Exchange, "_take", take_then_let_the_thread_post)
+    await call(app, server=server)
+    assert not armed, "the interleaving under test did not happen"
+    assert server.status == 200 and server.complete
+    assert server.body == b"first,second,third"
+    assert [m["type"] for m in server.sent].count("http.response.start") == 1
 
 
 async def test_send_stall_timeout_frees_the_thread_and_raises(caplog: pytest.LogCaptureFixture) -> None:
