@@ -219,8 +219,10 @@ class HttpProtocol(asyncio.Protocol):
         if not keep_alive or self.closed:
             self.close()
             return
-        if not cycle.body_done:
-            # The app answered without reading the whole body: drop the rest as it arrives.
+        if not cycle.body_done or cycle.chunks:
+            # The app answered without reading the whole body: release what is buffered (or
+            # it would count against this connection's read-pause mark for good) and drop the
+            # rest as it arrives.
             cycle.discard_body()
         if self.queue:
             if self.write_paused:

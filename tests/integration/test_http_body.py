@@ -394,6 +394,29 @@ def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
     assert isinstance(result, OSError), result
 
 
+def test_unread_bodies_that_arrived_whole_do_not_stall_the_connection(serve: Serve) -> None:
+    """An app that answers without reading a body that had already arrived whole (a 401 to an
+    upload): the server drops those bytes. It used to keep counting them as buffered, so after
+    256 KiB of them the connection stopped reading, and the next request hung until the
+    keep-alive sweep closed the connection under it (found with WSGI uploads under load)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, timeout_keep_alive=30)
+    body = b"u" * (64 * 1024)
+    post = b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with server.raw(timeout=10) as client:
+        client.send(post * 8)  # pipelined: 512 KiB of bodies, twice the read-pause mark
+        for _ in range(8):
+            assert client.read_response().body == b"ok"
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert client.read_response().body == b"ok"
+
+
 def test_client_leaving_a_download_is_not_logged_as_an_error(serve: Serve) -> None:
     """A client that abandons a download with a declared length is routine, not an app error:
     the app gets its OSError, and the log has no ERROR line (it said "Response shorter than its
