@@ -1,0 +1,244 @@
+"""Soak: verified requests against a server that is paused at random, on both parsers, ASGI and WSGI.
+
+Throughput tools (wrk) do not check bodies. This one checks every byte: downloads with and
+without a Content-Length, uploads echoed back (Content-Length and chunked), uploads the app
+ignores, pipelined bursts, and downloads the client abandons with a reset. Meanwhile the
+server process is stopped and continued (SIGSTOP/SIGCONT) every few milliseconds, which
+shuffles how bytes and thread switches fall, the way a loaded machine does.
+It found a duplicated batch in the WSGI bridge and a connection that stopped reading.
+
+    .venv/bin/python -m benchmarks.soak [--seconds 15] [--modes httptools-asgi,h11-wsgi,...] [--no-pause]
+
+Exits 1 when any response was wrong or any request failed; prints each failure.
+Only the server it started is signalled, by PID; everything is on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from benchmarks.apps.soak import HELLO, pattern
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("httptools-asgi", "h11-asgi", "httptools-wsgi", "h11-wsgi")
+KINDS = ("hello", "download", "download-chunked", "echo", "echo-chunked", "ignore", "pipeline", "abandon")
+TIMEOUT = 15.0  # per request: far above any pause, so a timeout means a hang
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, problem: Optional[str]) -> None:
+        with self.lock:
+            if problem is None:
+                self.ok += 1
+            else:
+                self.failures.append(f"{kind}: {problem}")
+
+
+def start_server(mode: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start asgiserve on port 0 and return it with the port its log line announces."""
+    http_impl, interface = mode.split("-")
+    app = "benchmarks.apps.soak:" + ("wsgi_app" if interface == "wsgi" else "app")
+    cmd = [sys.executable, "-m", "asgiserve", app, "--host", "127.0.0.1", "--port", "0", "--http", http_impl,
+           "--interface", "wsgi" if interface == "wsgi" else "asgi3", "--no-access-log", "--log-level", "info"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline().decode(errors="replace")
+        if not line:
+            break
+        found = re.search(r"Listening on http://127\.0\.0\.1:(\d+)", line)
+        if found:
+            threading.Thread(target=_drain, args=(proc,), daemon=True).start()
+            return proc, int(found.group(1))
+    proc.kill()
+    raise SystemExit(f"soak: the {mode} server did not start")
+
+
+SERVER_LOG: list[str] = []
+
+
+def _drain(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        line = raw.decode(errors="replace").rstrip()
+        if "[ERROR]" in line or "[WARNING]" in line or "Traceback" in line:
+            SERVER_LOG.append(line)
+
+
+def one_request(conn: http.client.HTTPConnection, port: int, kind: str, rnd: random.Random) -> Optional[str]:
+    """Do one request of ``kind``; None when the response is exactly right, else what was wrong."""
+    if kind == "hello":
+        conn.request("GET", "/hello")
+        return _check(conn.getresponse(), HELLO)
+    if kind in ("download", "download-chunked"):
+        n = rnd.choice((0, 1, 5000, 65536, 65537, 300_000, 1 << 20))
+        conn.request("GET", f"/download?n={n}&cl={int(kind == 'download')}")
+        return _check(conn.getresponse(), pattern(n))
+    if kind in ("echo", "echo-chunked", "ignore"):
+        n = rnd.choice((1, 1000, 65536, 200_000, 1 << 20, 3 << 20))
+        data = rnd.randbytes(n)
+        path = "/ignore" if kind == "ignore" else "/echo"
+        if kind == "echo-chunked":
+            pieces = [data[i:i + 70_000] for i in range(0, n, 70_000)]
+            conn.request("POST", path, body=iter(pieces), encode_chunked=True,
+                         headers={"Transfer-Encoding": "chunked"})
+            return _check(conn.getresponse(), data)
+        conn.request("POST", path, body=data)
+        return _check(conn.getresponse(), b"ok" if kind == "ignore" else data)
+    if kind == "pipeline":
+        return _pipeline(port, rnd.randint(2, 20))
+    return _abandon(port, rnd)
+
+
+def _check(response: http.client.HTTPResponse, want: bytes) -> Optional[str]:
+    body = response.read()
+    if response.status != 200:
+        return f"status {response.status}: {body[:200]!r}"
+    if body != want:
+        return f"body of {len(body)} bytes, wanted {len(want)}" + (" (same length, other bytes)" if len(body) == len(want) else "")
+    return None
+
+
+def _pipeline(port: int, count: int) -> Optional[str]:
+    """``count`` GETs in one write; every answer must come back, in order, exactly once."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(b"GET /download?n=%d HTTP/1.1\r\nHost: soak\r\n\r\n" % i for i in range(count)))
+        buffer = b""
+        for i in range(count):
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return f"connection closed after {i} of {count} pipelined responses"
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200") or found is None:
+                return f"pipelined response {i}: {head[:200]!r}"
+            length = int(found.group(1))
+            while len(buffer) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return f"connection closed inside pipelined response {i}"
+                buffer += chunk
+            if buffer[:length] != pattern(i):
+                return f"pipelined response {i} has the wrong body"
+            buffer = buffer[length:]
+        sock.settimeout(0.2)
+        try:
+            extra = sock.recv(65536)
+        except socket.timeout:
+            extra = b""
+        return f"{len(extra)} bytes after the last pipelined response" if extra else None
+
+
+def _abandon(port: int, rnd: random.Random) -> Optional[str]:
+    """Start a big download, read a little of it, then reset the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /download?n=%d HTTP/1.1\r\nHost: soak\r\n\r\n" % (8 << 20))
+        got = 0
+        want = rnd.randint(1, 300_000)
+        while got < want:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return "closed before the client left"
+            got += len(chunk)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+    return None
+
+
+def client(port: int, seed: int, until: float, tally: Tally) -> None:
+    rnd = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    while time.monotonic() < until:
+        kind = rnd.choice(KINDS)
+        try:
+            problem = one_request(conn, port, kind, rnd)
+        except (OSError, http.client.HTTPException) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        tally.record(kind, problem)
+        if problem is not None:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.close()
+
+
+def pause_loop(pid: int, until: float, stop: threading.Event) -> None:
+    rnd = random.Random(pid)
+    while time.monotonic() < until and not stop.is_set():
+        time.sleep(rnd.uniform(0.001, 0.02))
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(rnd.uniform(0.0001, 0.003))
+        os.kill(pid, signal.SIGCONT)
+
+
+def soak(mode: str, seconds: float, clients: int, pause: bool) -> Tally:
+    SERVER_LOG.clear()
+    proc, port = start_server(mode)
+    tally = Tally()
+    stop = threading.Event()
+    until = time.monotonic() + seconds
+    try:
+        workers = [threading.Thread(target=client, args=(port, i, until, tally)) for i in range(clients)]
+        pauser = threading.Thread(target=pause_loop, args=(proc.pid, until, stop)) if pause else None
+        for t in workers + ([pauser] if pauser else []):
+            t.start()
+        for t in workers:
+            t.join(seconds + 2 * TIMEOUT)
+        stop.set()
+        if pauser is not None:
+            pauser.join()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            tally.failures.append("server did not stop within 20 s of SIGINT")
+    # Abandoned downloads are logged at debug; anything louder is a finding.
+    tally.failures.extend("server log: " + line for line in SERVER_LOG)
+    return tally
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per mode")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--no-pause", action="store_true", help="do not SIGSTOP/SIGCONT the server")
+    args = parser.parse_args(argv)
+    failed = False
+    for mode in args.modes.split(","):
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}")
+        tally = soak(mode, args.seconds, args.clients, not args.no_pause)
+        print(f"{mode:15} {tally.ok:7} verified, {len(tally.failures)} failed", flush=True)
+        for failure in tally.failures[:20]:
+            print("   ", failure)
+        failed = failed or bool(tally.failures)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
