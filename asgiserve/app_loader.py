@@ -194,6 +194,7 @@ def _adapt(obj: Any, interface: str, config: Config) -> tuple[ASGIApp, str]:
     except ImportError as exc:
         raise AppLoadError(f"WSGI support is not available: {exc}") from None
     wrapped = WSGIMiddleware(
-        obj, threads=config.threads, send_timeout=config.wsgi_send_timeout, multiprocess=config.workers > 1
+        obj, threads=config.threads, send_timeout=config.wsgi_send_timeout, buffer_size=config.wsgi_buffer,
+        multiprocess=config.workers > 1,
     )
     return wrapped, f"WSGI app ({config.threads} threads)"

@@ -151,6 +151,12 @@ class Config:
     wsgi_send_timeout: float = opt(
         60.0, "Seconds a WSGI response may stall on a client that does not read before it is dropped."
     )
+    wsgi_buffer: int = opt(
+        512 * 1024,
+        "Bytes of a streamed WSGI response its thread may produce ahead of the client "
+        "(larger: fewer thread switches, more memory per response).",
+        metavar="BYTES",
+    )
 
     # -- processes -------------------------------------------------------------------
     workers: int = opt(1, "Number of worker processes.", "-w", "--workers", env="WEB_CONCURRENCY")
@@ -174,7 +180,10 @@ class Config:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 problems.append(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}")
-        positive = ("backlog", "limit_request_line", "limit_request_fields", "limit_request_field_size", "threads")
+        positive = (
+            "backlog", "limit_request_line", "limit_request_fields", "limit_request_field_size", "threads",
+            "wsgi_buffer",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")

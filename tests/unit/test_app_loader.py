@@ -319,9 +319,10 @@ def test_wsgi_apps_are_wrapped_in_the_bridge() -> None:
 
     from asgiserve.wsgi import WSGIMiddleware
 
-    loaded = load_app(Config(app=flask.Flask("t"), threads=3))
+    loaded = load_app(Config(app=flask.Flask("t"), threads=3, wsgi_send_timeout=7, wsgi_buffer=65536))
     assert loaded.interface == "wsgi"
     assert isinstance(loaded.app, WSGIMiddleware)
+    assert (loaded.app.send_timeout, loaded.app.buffer_size) == (7, 65536)
     assert "WSGI app (3 threads)" in loaded.description
     assert detect_interface(loaded.app) == ("asgi3", False)  # what the server sees
 
