@@ -8,9 +8,14 @@ shuffles how bytes and thread switches fall, the way a loaded machine does.
 It found a duplicated batch in the WSGI bridge and a connection that stopped reading.
 
     .venv/bin/python -m benchmarks.soak [--seconds 15] [--modes httptools-asgi,h11-wsgi,...] [--no-pause]
+                                        [--server-args '--workers 2 --loop asyncio']
 
-Exits 1 when any response was wrong or any request failed; prints each failure.
-Only the server it started is signalled, by PID; everything is on 127.0.0.1.
+Exits 1 when any response was wrong or any request failed; prints each failure. A
+RemoteDisconnected on a connection idle for longer than the server's --timeout-keep-alive is the
+keep-alive race every server has (the server closed the connection as the request left; RFC 9112
+9.3.1 has clients retry): each failure says how long its connection had been idle.
+Only the server it started is signalled (its process group: with --workers, the workers too); everything
+is on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import http.client
 import os
 import random
 import re
+import shlex
 import signal
 import socket
 import struct
@@ -52,14 +58,14 @@ class Tally:
                 self.failures.append(f"{kind}: {problem}")
 
 
-def start_server(mode: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(mode: str, extra: "list[str]") -> tuple[subprocess.Popen[bytes], int]:
     """Start asgiserve on port 0 and return it with the port its log line announces."""
     http_impl, interface = mode.split("-")
     app = "benchmarks.apps.soak:" + ("wsgi_app" if interface == "wsgi" else "app")
     cmd = [sys.executable, "-m", "asgiserve", app, "--host", "127.0.0.1", "--port", "0", "--http", http_impl,
-           "--interface", "wsgi" if interface == "wsgi" else "asgi3", "--no-access-log", "--log-level", "info"]
+           "--interface", "wsgi" if interface == "wsgi" else "asgi3", "--no-access-log", "--log-level", "info", *extra]
     proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, start_new_session=True)  # its own group: workers too
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -169,16 +175,23 @@ def _abandon(port: int, rnd: random.Random) -> Optional[str]:
 def client(port: int, seed: int, until: float, tally: Tally) -> None:
     rnd = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    idle_from = None  # when this connection's last response ended (keep-alive idle time)
     while time.monotonic() < until:
         kind = rnd.choice(KINDS)
+        started = time.monotonic()
         try:
             problem = one_request(conn, port, kind, rnd)
         except (OSError, http.client.HTTPException) as exc:
             problem = f"{type(exc).__name__}: {exc}"
+            if idle_from is not None:
+                problem += f" (connection idle {started - idle_from:.2f} s before this request)"
         tally.record(kind, problem)
+        if kind not in ("pipeline", "abandon"):  # those use connections of their own
+            idle_from = time.monotonic()
         if problem is not None:
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            idle_from = None
     conn.close()
 
 
@@ -186,14 +199,14 @@ def pause_loop(pid: int, until: float, stop: threading.Event) -> None:
     rnd = random.Random(pid)
     while time.monotonic() < until and not stop.is_set():
         time.sleep(rnd.uniform(0.001, 0.02))
-        os.kill(pid, signal.SIGSTOP)
+        os.killpg(pid, signal.SIGSTOP)
         time.sleep(rnd.uniform(0.0001, 0.003))
-        os.kill(pid, signal.SIGCONT)
+        os.killpg(pid, signal.SIGCONT)
 
 
-def soak(mode: str, seconds: float, clients: int, pause: bool) -> Tally:
+def soak(mode: str, seconds: float, clients: int, pause: bool, extra: "list[str]" = []) -> Tally:
     SERVER_LOG.clear()
-    proc, port = start_server(mode)
+    proc, port = start_server(mode, extra)
     tally = Tally()
     stop = threading.Event()
     until = time.monotonic() + seconds
@@ -208,7 +221,7 @@ def soak(mode: str, seconds: float, clients: int, pause: bool) -> Tally:
         if pauser is not None:
             pauser.join()
     finally:
-        os.kill(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGCONT)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(20)
@@ -227,12 +240,13 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--no-pause", action="store_true", help="do not SIGSTOP/SIGCONT the server")
+    parser.add_argument("--server-args", default="", help="more asgiserve arguments, e.g. '--workers 2 --loop asyncio'")
     args = parser.parse_args(argv)
     failed = False
     for mode in args.modes.split(","):
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}")
-        tally = soak(mode, args.seconds, args.clients, not args.no_pause)
+        tally = soak(mode, args.seconds, args.clients, not args.no_pause, shlex.split(args.server_args))
         print(f"{mode:15} {tally.ok:7} verified, {len(tally.failures)} failed", flush=True)
         for failure in tally.failures[:20]:
             print("   ", failure)

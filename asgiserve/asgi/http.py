@@ -89,6 +89,8 @@ class RequestCycle:
     # -- body arriving from the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
         if self.discarding or self.disconnected:
+            if self.discarding:  # the response is done, but the client is still busy sending
+                self.proto.idle_since = self.proto.loop.time()
             return
         self.chunks.append(data)
         self.proto.buffered += len(data)

@@ -282,6 +282,28 @@ def test_keep_alive_timeout_spares_in_flight_request(serve: Serve) -> None:
         assert b"close" not in connection_tokens(response)
 
 
+def test_keep_alive_timeout_spares_a_client_still_sending_an_unread_body(serve: Serve) -> None:
+    """The app answered at once without reading the upload; the client goes on sending it for
+    longer than the keep-alive timeout. The connection is in use, not idle: the next request on it
+    is answered (uvicorn likewise restarts its keep-alive clock on any bytes received)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, timeout_keep_alive=0.3)
+    with server.raw(timeout=5) as client:
+        client.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 8000\r\n\r\n" + b"x" * 1000)
+        assert client.read_response().body == b"ok"
+        for _ in range(7):  # 7 x 0.15 s: well past the 0.3 s keep-alive timeout
+            time.sleep(0.15)
+            client.send(b"x" * 1000)
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert client.read_response().body == b"ok"
+
+
 def test_incomplete_request_head_is_timed_out(serve: Serve) -> None:
     """A client that trickles part of a head and stops (slowloris) does not hold the connection."""
     app, calls = make_app()
