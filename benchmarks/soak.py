@@ -1,8 +1,9 @@
 """Soak: verified requests against a server that is paused at random, on both parsers, ASGI and WSGI.
 
 Throughput tools (wrk) do not check bodies. This one checks every byte: downloads with and
-without a Content-Length, uploads echoed back (Content-Length and chunked), uploads the app
-ignores, pipelined bursts, and downloads the client abandons with a reset. Meanwhile the
+without a Content-Length, uploads echoed back (Content-Length, chunked, Expect: 100-continue),
+uploads the app ignores, HEAD, pipelined GETs and pipelined uploads (some answered before they
+are read), slow readers, and downloads the client abandons with a reset. Meanwhile the
 server process is stopped and continued (SIGSTOP/SIGCONT) every few milliseconds, which
 shuffles how bytes and thread switches fall, the way a loaded machine does.
 It found a duplicated batch in the WSGI bridge and a connection that stopped reading.
@@ -40,7 +41,8 @@ from benchmarks.apps.soak import HELLO, pattern
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("httptools-asgi", "h11-asgi", "httptools-wsgi", "h11-wsgi")
-KINDS = ("hello", "download", "download-chunked", "echo", "echo-chunked", "ignore", "pipeline", "abandon")
+KINDS = ("hello", "download", "download-chunked", "echo", "echo-chunked", "echo-expect", "ignore", "head",
+         "pipeline", "pipeline-posts", "slow-reader", "abandon")
 TIMEOUT = 15.0  # per request: far above any pause, so a timeout means a hang
 
 
@@ -111,8 +113,25 @@ def one_request(conn: http.client.HTTPConnection, port: int, kind: str, rnd: ran
             return _check(conn.getresponse(), data)
         conn.request("POST", path, body=data)
         return _check(conn.getresponse(), b"ok" if kind == "ignore" else data)
+    if kind == "echo-expect":
+        data = rnd.randbytes(rnd.choice((1, 70_000, 1 << 20)))
+        conn.putrequest("POST", "/echo")
+        conn.putheader("Content-Length", str(len(data)))
+        conn.putheader("Expect", "100-continue")  # http.client sends the body at once: allowed
+        conn.endheaders(data)
+        return _check(conn.getresponse(), data)
+    if kind == "head":
+        n = rnd.choice((0, 5000, 1 << 20))
+        conn.request("HEAD", f"/download?n={n}&cl={rnd.randint(0, 1)}")
+        response = conn.getresponse()
+        body = response.read()
+        return None if response.status == 200 and body == b"" else f"HEAD: {response.status}, {len(body)} bytes"
     if kind == "pipeline":
         return _pipeline(port, rnd.randint(2, 20))
+    if kind == "pipeline-posts":
+        return _pipeline_posts(port, rnd)
+    if kind == "slow-reader":
+        return _slow_reader(port, rnd)
     return _abandon(port, rnd)
 
 
@@ -129,32 +148,76 @@ def _pipeline(port: int, count: int) -> Optional[str]:
     """``count`` GETs in one write; every answer must come back, in order, exactly once."""
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         sock.sendall(b"".join(b"GET /download?n=%d HTTP/1.1\r\nHost: soak\r\n\r\n" % i for i in range(count)))
-        buffer = b""
-        for i in range(count):
-            while b"\r\n\r\n" not in buffer:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return f"connection closed after {i} of {count} pipelined responses"
-                buffer += chunk
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-            if not head.startswith(b"HTTP/1.1 200") or found is None:
-                return f"pipelined response {i}: {head[:200]!r}"
-            length = int(found.group(1))
-            while len(buffer) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return f"connection closed inside pipelined response {i}"
-                buffer += chunk
-            if buffer[:length] != pattern(i):
-                return f"pipelined response {i} has the wrong body"
-            buffer = buffer[length:]
-        sock.settimeout(0.2)
+        return _read_responses(sock, [pattern(i) for i in range(count)])
+
+
+def _read_responses(sock: socket.socket, wants: "list[bytes]") -> Optional[str]:
+    """Read len(wants) Content-Length responses from ``sock`` and compare their bodies."""
+    buffer = b""
+    for i, want in enumerate(wants):
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return f"connection closed after {i} of {len(wants)} responses"
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if not head.startswith(b"HTTP/1.1 200") or found is None:
+            return f"response {i}: {head[:200]!r}"
+        length = int(found.group(1))
+        while len(buffer) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return f"connection closed inside response {i}"
+            buffer += chunk
+        if buffer[:length] != want:
+            return f"response {i} has the wrong body"
+        buffer = buffer[length:]
+    sock.settimeout(0.2)
+    try:
+        extra = sock.recv(65536)
+    except socket.timeout:
+        extra = b""
+    return f"{len(extra)} bytes after the last response" if extra else None
+
+
+def _pipeline_posts(port: int, rnd: random.Random) -> Optional[str]:
+    """Pipelined uploads, some echoed and some ignored by the app, in one write."""
+    requests, wants = [], []
+    for _ in range(rnd.randint(2, 8)):
+        data = rnd.randbytes(rnd.choice((0, 100, 70_000, 300_000)))
+        path = rnd.choice((b"/echo", b"/ignore"))
+        requests.append(b"POST %s HTTP/1.1\r\nHost: soak\r\nContent-Length: %d\r\n\r\n%s" % (path, len(data), data))
+        wants.append(data if path == b"/echo" else b"ok")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(b"".join(requests),))
+        sender.start()  # while we read: the server may answer before it has read everything
         try:
-            extra = sock.recv(65536)
-        except socket.timeout:
-            extra = b""
-        return f"{len(extra)} bytes after the last pipelined response" if extra else None
+            return _read_responses(sock, wants)
+        finally:
+            sender.join(TIMEOUT)
+
+
+def _slow_reader(port: int, rnd: random.Random) -> Optional[str]:
+    """A big download read in small sips with pauses: the server's write side backs up."""
+    n = rnd.choice((2 << 20, 6 << 20))
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.sendall(b"GET /download?n=%d HTTP/1.1\r\nHost: soak\r\n\r\n" % n)
+        buffer = bytearray()
+        body_at = -1
+        while body_at < 0 or len(buffer) - body_at < n:
+            chunk = sock.recv(rnd.choice((4096, 65536)))
+            if not chunk:
+                return "closed inside the response"
+            buffer += chunk
+            if body_at < 0 and b"\r\n\r\n" in buffer:
+                body_at = buffer.index(b"\r\n\r\n") + 4
+            if rnd.random() < 0.02:
+                time.sleep(0.01)
+        if not buffer.startswith(b"HTTP/1.1 200"):
+            return f"slow reader: {bytes(buffer[:200])!r}"
+        return None if buffer[body_at:] == pattern(n) else f"slow reader: {len(buffer) - body_at} body bytes, wanted {n}"
 
 
 def _abandon(port: int, rnd: random.Random) -> Optional[str]:
