@@ -3,7 +3,8 @@
 Throughput tools (wrk) do not check bodies. This one checks every byte: downloads with and
 without a Content-Length, uploads echoed back (Content-Length, chunked, Expect: 100-continue),
 uploads the app ignores, HEAD, pipelined GETs and pipelined uploads (some answered before they
-are read), slow readers, and downloads the client abandons with a reset. Meanwhile the
+are read), slow readers, HTTP/1.0 and Connection: close requests read to EOF, and downloads the
+client abandons with a reset. Meanwhile the
 server process is stopped and continued (SIGSTOP/SIGCONT) every few milliseconds, which
 shuffles how bytes and thread switches fall, the way a loaded machine does.
 It found a duplicated batch in the WSGI bridge and a connection that stopped reading.
@@ -42,7 +43,7 @@ from benchmarks.apps.soak import HELLO, pattern
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("httptools-asgi", "h11-asgi", "httptools-wsgi", "h11-wsgi")
 KINDS = ("hello", "download", "download-chunked", "echo", "echo-chunked", "echo-expect", "ignore", "head",
-         "pipeline", "pipeline-posts", "slow-reader", "abandon")
+         "pipeline", "pipeline-posts", "slow-reader", "close", "abandon")
 TIMEOUT = 15.0  # per request: far above any pause, so a timeout means a hang
 
 
@@ -132,6 +133,8 @@ def one_request(conn: http.client.HTTPConnection, port: int, kind: str, rnd: ran
         return _pipeline_posts(port, rnd)
     if kind == "slow-reader":
         return _slow_reader(port, rnd)
+    if kind == "close":
+        return _close(port, rnd)
     return _abandon(port, rnd)
 
 
@@ -218,6 +221,38 @@ def _slow_reader(port: int, rnd: random.Random) -> Optional[str]:
         if not buffer.startswith(b"HTTP/1.1 200"):
             return f"slow reader: {bytes(buffer[:200])!r}"
         return None if buffer[body_at:] == pattern(n) else f"slow reader: {len(buffer) - body_at} body bytes, wanted {n}"
+
+
+def _close(port: int, rnd: random.Random) -> Optional[str]:
+    """One request that ends its connection: HTTP/1.0 (a body without Content-Length is then
+    delimited by the close) or HTTP/1.1 with Connection: close. Read to EOF."""
+    n = rnd.choice((0, 5000, 300_000))
+    version = rnd.choice((b"1.0", b"1.1"))
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /download?n=%d&cl=%d HTTP/%s\r\nHost: soak\r\nConnection: close\r\n\r\n"
+                     % (n, rnd.randint(0, 1), version))
+        buffer = bytearray()
+        while chunk := sock.recv(65536):
+            buffer += chunk
+    head, _, body = bytes(buffer).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        return f"close: {head[:200]!r}"
+    if b"transfer-encoding: chunked" in head.lower():
+        if version == b"1.0":
+            return "close: chunked framing to an HTTP/1.0 client"
+        body = _dechunk(body)
+    return None if body == pattern(n) else f"close: body of {len(body)} bytes, wanted {n}"
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while True:
+        line, _, data = data.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += data[:size]
+        data = data[size + 2:]
 
 
 def _abandon(port: int, rnd: random.Random) -> Optional[str]:
