@@ -25,7 +25,9 @@ from .http.response import default_headers
 logger = logging.getLogger("asgiserve.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-FRESH_GRACE = 1.0  # seconds a just-accepted connection gets to send its request at shutdown
+# At shutdown, a connection accepted or answered within the last GRACE seconds gets up to GRACE
+# seconds to send its (next) request, which is then served with Connection: close.
+GRACE = 1.0
 TASK_NAME = "asgiserve-request"
 
 
@@ -84,7 +86,7 @@ class ServerState:
         self.total_requests = 0
         self.shutting_down = False
         self.all_done: Optional[asyncio.Event] = None
-        self.fresh_event: Optional[asyncio.Event] = None
+        self.waiting_event: Optional[asyncio.Event] = None
         # Each request runs in a fresh copy of this context, never of another request's.
         self.context = contextvars.copy_context()
 
@@ -138,16 +140,20 @@ class ServerState:
     def tasks_pending(self) -> bool:
         return self.active_requests > 0
 
-    def close_when_idle(self, proto: HttpProtocol) -> None:
-        if proto.is_idle() and not proto.fresh:
+    def close_when_idle(self, proto: HttpProtocol, spare_since: Optional[float] = None) -> None:
+        """Close ``proto`` if no request is in progress on it, unless it may have one on its
+        way: just accepted, or (with ``spare_since``) answered at or after that time."""
+        if proto.is_idle() and not proto.fresh and (spare_since is None or proto.idle_since < spare_since):
             proto.close()
 
-    def fresh_changed(self) -> None:
-        if self.fresh_event is not None:
-            self.fresh_event.set()
+    def waiting_changed(self) -> None:
+        """During shutdown: a connection got a request or went away (see Server._await_requests)."""
+        if self.waiting_event is not None:
+            self.waiting_event.set()
 
-    def fresh_connections(self) -> list[HttpProtocol]:
-        return [p for p in self.connections if p.fresh and not p.closed]
+    def waiting_connections(self, since: float) -> list[HttpProtocol]:
+        """Idle connections that may have a request on its way: just accepted, or answered at or after ``since``."""
+        return [p for p in self.connections if not p.closed and p.is_idle() and (p.fresh or p.idle_since >= since)]
 
 
 class Server:
@@ -263,10 +269,11 @@ class Server:
         # run a few times so data_received fires before idle connections are closed.
         for _ in range(3):
             await asyncio.sleep(0)
+        recent = state.loop.time() - GRACE
         for proto in list(state.connections):
-            state.close_when_idle(proto)
+            state.close_when_idle(proto, spare_since=None if self._force else recent)
         if not self._force:
-            await self._await_fresh(state)
+            await self._await_requests(state, recent)
         if state.tasks_pending() and not self._force:
             state.all_done = asyncio.Event()
             if state.tasks_pending():
@@ -290,27 +297,27 @@ class Server:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
 
-    async def _await_fresh(self, state: ServerState) -> None:
+    async def _await_requests(self, state: ServerState, since: float) -> None:
         """Connections accepted just before shutdown usually have their first request in
-        flight: closing them now would reset a client that did nothing wrong (a reload under
-        load would drop requests). Give them FRESH_GRACE to send it; it is then served with
-        ``Connection: close``. Idle keep-alive connections were closed above, as clients of
-        persistent connections must be ready for that (RFC 9112 9.3.1)."""
+        flight, and connections answered a moment ago their next one: closing them now would
+        drop a request the client already sent (a reload under load would fail requests). Give
+        them up to GRACE to send it; it is then served with ``Connection: close``. Connections
+        idle for longer were closed above: clients of persistent connections must be ready for
+        that (RFC 9112 9.3.1), and it is rare for them to be sending at that very moment."""
         loop = state.loop
-        deadline = loop.time() + min(FRESH_GRACE, self.config.timeout_graceful_shutdown)
-        state.fresh_event = asyncio.Event()
-        while state.fresh_connections():
+        deadline = loop.time() + min(GRACE, self.config.timeout_graceful_shutdown)
+        state.waiting_event = asyncio.Event()
+        while state.waiting_connections(since):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            state.fresh_event.clear()
+            state.waiting_event.clear()
             try:
-                await asyncio.wait_for(state.fresh_event.wait(), remaining)
+                await asyncio.wait_for(state.waiting_event.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        for proto in state.fresh_connections():
-            if proto.is_idle():
-                proto.close()
+        for proto in state.waiting_connections(since):
+            proto.close()
 
     def _abort_all(self, cancel: bool = True) -> None:
         state = self.state

@@ -10,7 +10,7 @@ shuffles how bytes and thread switches fall, the way a loaded machine does.
 It found a duplicated batch in the WSGI bridge and a connection that stopped reading.
 
     .venv/bin/python -m benchmarks.soak [--seconds 15] [--modes httptools-asgi,h11-wsgi,...] [--no-pause]
-                                        [--server-args '--workers 2 --loop asyncio']
+                                        [--server-args '--workers 2 --loop asyncio'] [--hup SECONDS]
 
 Exits 1 when any response was wrong or any request failed; prints each failure. A
 RemoteDisconnected on a connection idle for longer than the server's --timeout-keep-alive is the
@@ -302,7 +302,13 @@ def pause_loop(pid: int, until: float, stop: threading.Event) -> None:
         os.killpg(pid, signal.SIGCONT)
 
 
-def soak(mode: str, seconds: float, clients: int, pause: bool, extra: "list[str]" = []) -> Tally:
+def hup_loop(pid: int, every: float, until: float, stop: threading.Event) -> None:
+    """Graceful reloads (SIGHUP to the supervisor) while the clients run."""
+    while not stop.wait(every) and time.monotonic() < until - every:
+        os.kill(pid, signal.SIGHUP)
+
+
+def soak(mode: str, seconds: float, clients: int, pause: bool, extra: "list[str]" = [], hup: float = 0) -> Tally:
     SERVER_LOG.clear()
     proc, port = start_server(mode, extra)
     tally = Tally()
@@ -310,14 +316,16 @@ def soak(mode: str, seconds: float, clients: int, pause: bool, extra: "list[str]
     until = time.monotonic() + seconds
     try:
         workers = [threading.Thread(target=client, args=(port, i, until, tally)) for i in range(clients)]
-        pauser = threading.Thread(target=pause_loop, args=(proc.pid, until, stop)) if pause else None
-        for t in workers + ([pauser] if pauser else []):
+        helpers = [threading.Thread(target=pause_loop, args=(proc.pid, until, stop))] if pause else []
+        if hup:
+            helpers.append(threading.Thread(target=hup_loop, args=(proc.pid, hup, until, stop)))
+        for t in workers + helpers:
             t.start()
         for t in workers:
             t.join(seconds + 2 * TIMEOUT)
         stop.set()
-        if pauser is not None:
-            pauser.join()
+        for t in helpers:
+            t.join()
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
         proc.send_signal(signal.SIGINT)
@@ -338,13 +346,15 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--no-pause", action="store_true", help="do not SIGSTOP/SIGCONT the server")
+    parser.add_argument("--hup", type=float, default=0, metavar="SECONDS",
+                        help="send SIGHUP (graceful reload) this often; use with --server-args '--workers 2'")
     parser.add_argument("--server-args", default="", help="more asgiserve arguments, e.g. '--workers 2 --loop asyncio'")
     args = parser.parse_args(argv)
     failed = False
     for mode in args.modes.split(","):
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}")
-        tally = soak(mode, args.seconds, args.clients, not args.no_pause, shlex.split(args.server_args))
+        tally = soak(mode, args.seconds, args.clients, not args.no_pause, shlex.split(args.server_args), args.hup)
         print(f"{mode:15} {tally.ok:7} verified, {len(tally.failures)} failed", flush=True)
         for failure in tally.failures[:20]:
             print("   ", failure)

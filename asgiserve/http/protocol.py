@@ -97,8 +97,8 @@ class HttpProtocol(asyncio.Protocol):
             self.linger.cancel()
             self.linger = None
         self.state.connections.discard(self)
-        if self.fresh:
-            self.state.fresh_changed()
+        if self.fresh or self.state.shutting_down:
+            self.state.waiting_changed()
         for cycle in self.queue:
             cycle.disconnect()
         self.queue.clear()
@@ -177,7 +177,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.fresh:
             self.fresh = False
-            self.state.fresh_changed()
+            self.state.waiting_changed()
+        elif self.state.shutting_down:
+            self.state.waiting_changed()
         cycle = RequestCycle(self, head)
         self.receiving = cycle
         self.queue.append(cycle)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
+from asgiserve.server import GRACE
 from tests.support import RunningServer
 
 Serve = Callable[..., RunningServer]
@@ -377,6 +378,32 @@ def test_connection_accepted_before_shutdown_still_gets_its_first_request_served
     response = client.read_response()
     assert response.status == 200 and response.body == b"late but served"
     assert connection_close(response.headers)
+    assert_stops(server)
+
+
+def test_keep_alive_connection_answered_a_moment_ago_gets_its_next_request_served(serve: Serve) -> None:
+    """A client busy on a keep-alive connection sends its next request right as the stop begins
+    (a reload under load): it is answered with Connection: close, not dropped. A connection idle
+    for longer than the grace is still closed at once."""
+    app = HoldApp()
+    server = serve(app)
+    busy, idle = server.raw(timeout=10), server.raw(timeout=10)
+    try:
+        idle.send(req("/idle"))
+        assert idle.read_response().status == 200
+        time.sleep(GRACE + 0.2)  # idle for longer than the grace
+        busy.send(req("/first"))
+        assert busy.read_response().status == 200
+        server.server.request_shutdown()
+        wait_refused(server)  # the stop has begun
+        assert idle.is_closed()
+        busy.send(req("/next"))
+        response = busy.read_response()
+        assert response.status == 200 and connection_close(response.headers)
+        assert busy.is_closed()
+    finally:
+        busy.close()
+        idle.close()
     assert_stops(server)
 
 
