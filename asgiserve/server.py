@@ -269,23 +269,19 @@ class Server:
         # run a few times so data_received fires before idle connections are closed.
         for _ in range(3):
             await asyncio.sleep(0)
-        recent = state.loop.time() - GRACE
+        started = state.loop.time()
+        recent = started - GRACE
         for proto in list(state.connections):
             state.close_when_idle(proto, spare_since=None if self._force else recent)
         if not self._force:
             await self._await_requests(state, recent)
-        if state.tasks_pending() and not self._force:
-            state.all_done = asyncio.Event()
-            if state.tasks_pending():
-                logger.info("Waiting for %d in-flight request(s) to finish.", state.active_requests)
-                try:
-                    await asyncio.wait_for(state.all_done.wait(), self.config.timeout_graceful_shutdown)
-                except asyncio.TimeoutError:
-                    logger.warning(
-                        "Graceful shutdown timed out after %gs; cancelling %d request(s).",
-                        self.config.timeout_graceful_shutdown,
-                        state.active_requests,
-                    )
+            deadline = state.loop.time() + self.config.timeout_graceful_shutdown
+            await self._await_in_flight(state, deadline)
+            # Responses whose head went out before the stop promised keep-alive: their clients
+            # get the same grace for a next request (answered with Connection: close).
+            if state.waiting_connections(started):
+                await self._await_requests(state, started)
+                await self._await_in_flight(state, deadline)
         self._abort_all(cancel=self._force)
         pending = state.live_tasks()
         if pending:
@@ -296,6 +292,22 @@ class Server:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
+
+    async def _await_in_flight(self, state: ServerState, deadline: float) -> None:
+        if not state.tasks_pending():
+            return
+        state.all_done = asyncio.Event()
+        if not state.tasks_pending():
+            return
+        logger.info("Waiting for %d in-flight request(s) to finish.", state.active_requests)
+        try:
+            await asyncio.wait_for(state.all_done.wait(), max(0.0, deadline - state.loop.time()))
+        except asyncio.TimeoutError:
+            logger.warning(
+                "Graceful shutdown timed out after %gs; cancelling %d request(s).",
+                self.config.timeout_graceful_shutdown,
+                state.active_requests,
+            )
 
     async def _await_requests(self, state: ServerState, since: float) -> None:
         """Connections accepted just before shutdown usually have their first request in

@@ -363,7 +363,9 @@ class RequestCycle:
     def encode_head(self, head: ResponseHead, body: bytes, more: bool) -> list[bytes]:
         proto = self.proto
         status = head.status
-        keep_alive = self.keep_alive and not head.close and not proto.state.shutting_down
+        # Shutting down: close after this response, unless requests already wait behind it
+        # (pipelined): those are answered first, the last one with Connection: close.
+        keep_alive = self.keep_alive and not head.close and (not proto.state.shutting_down or len(proto.queue) > 1)
         if self.expect_continue:
             # The client still waits for a 100 Continue we will never send: whether it then
             # sends the body or not is ambiguous, so this connection can't be reused.

@@ -239,7 +239,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         else:
             self.idle_since = self.loop.time()
-            if self.state.shutting_down or self.eof:
+            # Shutting down, a response that promised keep-alive (its head went out before the
+            # stop) leaves the connection open: the server closes it after a short grace for
+            # the client's next request (Server._shutdown).
+            if self.eof:
                 self.close()
                 return
         if self.read_paused and self.buffered <= BODY_HIGH_WATER and len(self.queue) <= MAX_PIPELINE:

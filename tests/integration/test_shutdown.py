@@ -333,8 +333,8 @@ def test_shutdown_with_no_connections_is_prompt(serve: Serve) -> None:
 
 
 def test_pipelined_request_behind_in_flight_one(serve: Serve) -> None:
-    """Requests queued behind the in-flight one on the same connection: answered, or the
-    connection is closed cleanly after the in-flight response (a client then retries them)."""
+    """A request already received behind the in-flight one on the same connection is answered
+    too (not dropped for the client to retry); the last response says Connection: close."""
     app = HoldApp()
     server = serve(app)
     with server.raw(timeout=10) as client:
@@ -346,12 +346,32 @@ def test_pipelined_request_behind_in_flight_one(serve: Serve) -> None:
         finally:
             app.release.set()
         first = client.read_response()
-        assert first.status == 200 and first.body == b"ok:/hold"
-        if connection_close(first.headers):
-            assert client.buffer == b"" and client.is_closed()
-        else:
-            second = client.read_response()
-            assert second.body == b"ok:/queued" and connection_close(second.headers)
+        assert first.status == 200 and first.body == b"ok:/hold" and not connection_close(first.headers)
+        second = client.read_response()
+        assert second.body == b"ok:/queued" and connection_close(second.headers)
+        assert client.is_closed()
+    assert_stops(server)
+
+
+def test_keep_alive_promised_before_the_stop_still_gets_its_next_request_served(serve: Serve) -> None:
+    """A streamed response whose head (keep-alive) went out before the stop: when it ends, the
+    client's next request on that connection is answered with Connection: close, not dropped."""
+    app = HoldApp()
+    server = serve(app)
+    with server.raw(timeout=10) as client:
+        try:
+            client.send(req("/stream-hold"))
+            assert app.entered.wait(5)
+            server.server.request_shutdown()
+            wait_refused(server)
+        finally:
+            app.release.set()
+        first = client.read_response()
+        assert first.body == b"first,second" and not connection_close(first.headers)
+        client.send(req("/next"))
+        second = client.read_response()
+        assert second.status == 200 and second.body == b"ok:/next" and connection_close(second.headers)
+        assert client.is_closed()
     assert_stops(server)
 
 
