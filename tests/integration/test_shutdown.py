@@ -59,6 +59,17 @@ def connection_close(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(k == b"connection" and b"close" in v.lower() for k, v in headers)
 
 
+def send_then_stop(server: RunningServer, app: "HoldApp", client: Any, request: bytes) -> None:
+    """Send ``request``, begin the stop once the app holds it, then let the app go on."""
+    try:
+        client.send(request)
+        assert app.entered.wait(5)
+        server.server.request_shutdown()
+        wait_refused(server)
+    finally:
+        app.release.set()
+
+
 class HoldApp:
     """/hold waits for the test's release; /stream-hold sends a first chunk then waits; else 'ok'."""
 
@@ -124,13 +135,7 @@ def test_in_flight_streaming_response_completes(serve: Serve) -> None:
     app = HoldApp()
     server = serve(app)
     with server.raw(timeout=10) as client:
-        try:
-            client.send(req("/stream-hold"))
-            assert app.entered.wait(5)
-            server.server.request_shutdown()
-            wait_refused(server)
-        finally:
-            app.release.set()
+        send_then_stop(server, app, client, req("/stream-hold"))
         response = client.read_response()
         assert response.status == 200 and response.body == b"first,second"
         assert client.buffer == b"" and client.is_closed()
@@ -338,13 +343,7 @@ def test_pipelined_request_behind_in_flight_one(serve: Serve) -> None:
     app = HoldApp()
     server = serve(app)
     with server.raw(timeout=10) as client:
-        try:
-            client.send(req("/hold") + req("/queued"))
-            assert app.entered.wait(5)
-            server.server.request_shutdown()
-            wait_refused(server)
-        finally:
-            app.release.set()
+        send_then_stop(server, app, client, req("/hold") + req("/queued"))
         first = client.read_response()
         assert first.status == 200 and first.body == b"ok:/hold" and not connection_close(first.headers)
         second = client.read_response()
@@ -359,13 +358,7 @@ def test_keep_alive_promised_before_the_stop_still_gets_its_next_request_served(
     app = HoldApp()
     server = serve(app)
     with server.raw(timeout=10) as client:
-        try:
-            client.send(req("/stream-hold"))
-            assert app.entered.wait(5)
-            server.server.request_shutdown()
-            wait_refused(server)
-        finally:
-            app.release.set()
+        send_then_stop(server, app, client, req("/stream-hold"))
         first = client.read_response()
         assert first.body == b"first,second" and not connection_close(first.headers)
         client.send(req("/next"))
