@@ -276,12 +276,15 @@ class Server:
         if not self._force:
             await self._await_requests(state, recent)
             deadline = state.loop.time() + self.config.timeout_graceful_shutdown
-            await self._await_in_flight(state, deadline)
-            # Responses whose head went out before the stop promised keep-alive: their clients
-            # get the same grace for a next request (answered with Connection: close).
-            if state.waiting_connections(started):
-                await self._await_requests(state, started)
+            while True:
                 await self._await_in_flight(state, deadline)
+                # Responses whose head went out before the stop promised keep-alive: their
+                # clients get the same grace for a next request (answered with Connection: close).
+                if state.waiting_connections(started):
+                    await self._await_requests(state, started)
+                # A request may have arrived meanwhile (even as the last one ended): serve it too.
+                if not state.tasks_pending() or state.loop.time() >= deadline:
+                    break
         self._abort_all(cancel=self._force)
         pending = state.live_tasks()
         if pending:
