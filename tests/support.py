@@ -37,6 +37,14 @@ class LogCapture(logging.Handler):
         return "\n".join(out)
 
 
+async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers every request with "ok" (Content-Length 2) without reading its body."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
 @dataclass
 class RunningServer:
     server: Server

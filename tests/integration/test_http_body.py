@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import httpx
 import pytest
 
-from tests.support import RawClient, RunningServer
+from tests.support import RawClient, RunningServer, ok_app
 
 Serve = Callable[..., RunningServer]
 MiB = 1024 * 1024
@@ -363,8 +363,9 @@ def test_disconnect_after_response_complete(serve: Serve) -> None:
         assert messages.get(timeout=5) == {"type": "http.disconnect"}
 
 
-def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
-    """ASGI 2.4: send() on a gone client raises an OSError subclass; the app is not stuck."""
+def abandon_download(serve: Serve, headers: list[tuple[bytes, bytes]], **options: Any) -> tuple[RunningServer, object]:
+    """An app streams an endless response; the client reads the head, then resets the
+    connection. Returns the server and what the app's send() loop ended with."""
     outcome: "queue.Queue[object]" = queue.Queue()
     first_sent = threading.Event()
 
@@ -372,7 +373,7 @@ def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
         if scope["type"] != "http":
             return
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
             first_sent.set()
             for _ in range(100000):
@@ -383,14 +384,19 @@ def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
             outcome.put(exc)
             raise
 
-    server = serve(app, timeout_graceful_shutdown=1)
+    server = serve(app, **options)
     client = server.raw()
     client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     client.read_head()
     assert first_sent.wait(5)
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     client.close()
-    result = outcome.get(timeout=10)
+    return server, outcome.get(timeout=10)
+
+
+def test_send_after_disconnect_raises_oserror(serve: Serve) -> None:
+    """ASGI 2.4: send() on a gone client raises an OSError subclass; the app is not stuck."""
+    _, result = abandon_download(serve, [], timeout_graceful_shutdown=1)
     assert isinstance(result, OSError), result
 
 
@@ -400,13 +406,7 @@ def test_unread_bodies_that_arrived_whole_do_not_stall_the_connection(serve: Ser
     256 KiB of them the connection stopped reading, and the next request hung until the
     keep-alive sweep closed the connection under it (found with WSGI uploads under load)."""
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    server = serve(app, timeout_keep_alive=30)
+    server = serve(ok_app, timeout_keep_alive=30)
     body = b"u" * (64 * 1024)
     post = b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     with server.raw(timeout=10) as client:
@@ -421,33 +421,8 @@ def test_client_leaving_a_download_is_not_logged_as_an_error(serve: Serve) -> No
     """A client that abandons a download with a declared length is routine, not an app error:
     the app gets its OSError, and the log has no ERROR line (it said "Response shorter than its
     Content-Length", once per abandoned download)."""
-    outcome: "queue.Queue[object]" = queue.Queue()
-    first_sent = threading.Event()
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        headers = [(b"content-length", b"%d" % (1 << 40))]
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
-            first_sent.set()
-            for _ in range(100000):
-                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
-                await asyncio.sleep(0)
-            outcome.put("completed")
-        except BaseException as exc:
-            outcome.put(exc)
-            raise
-
-    server = serve(app)
-    client = server.raw()
-    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-    client.read_head()
-    assert first_sent.wait(5)
-    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    client.close()
-    assert isinstance(outcome.get(timeout=10), OSError)
+    server, result = abandon_download(serve, [(b"content-length", b"%d" % (1 << 40))])
+    assert isinstance(result, OSError), result
     client = server.raw()  # the server is fine: a new request is answered
     client.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     client.read_head()

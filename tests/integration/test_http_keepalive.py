@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.support import RawClient, RawResponse, RunningServer
+from tests.support import RawClient, RawResponse, RunningServer, ok_app
 
 Serve = Callable[..., RunningServer]
 
@@ -287,13 +287,7 @@ def test_keep_alive_timeout_spares_a_client_still_sending_an_unread_body(serve: 
     longer than the keep-alive timeout. The connection is in use, not idle: the next request on it
     is answered (uvicorn likewise restarts its keep-alive clock on any bytes received)."""
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    server = serve(app, timeout_keep_alive=0.3)
+    server = serve(ok_app, timeout_keep_alive=0.3)
     with server.raw(timeout=5) as client:
         client.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 8000\r\n\r\n" + b"x" * 1000)
         assert client.read_response().body == b"ok"
