@@ -300,8 +300,6 @@ class Server:
         if not state.tasks_pending():
             return
         state.all_done = asyncio.Event()
-        if not state.tasks_pending():
-            return
         logger.info("Waiting for %d in-flight request(s) to finish.", state.active_requests)
         try:
             await asyncio.wait_for(state.all_done.wait(), max(0.0, deadline - state.loop.time()))

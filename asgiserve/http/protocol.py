@@ -175,10 +175,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_head(self, head: RequestHead) -> None:
         if self.closed:
             return
-        if self.fresh:
+        if self.fresh or self.state.shutting_down:
             self.fresh = False
-            self.state.waiting_changed()
-        elif self.state.shutting_down:
             self.state.waiting_changed()
         cycle = RequestCycle(self, head)
         self.receiving = cycle
