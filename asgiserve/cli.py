@@ -67,7 +67,7 @@ SPECIAL_TYPES: dict[str, _ParamType] = {
     "headers": LineList(),
     "log_config": click.Path(exists=True, dir_okay=False),
 }
-PLAIN_TYPES: dict[Any, _ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING}
+PLAIN_TYPES: dict[Any, _ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}
 
 
 def _click_type(f: "dataclasses.Field[Any]", annotation: Any) -> Optional[_ParamType]:

@@ -25,6 +25,7 @@ LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "httptools", "h11")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+WS_CHOICES = ("auto", "websockets", "none")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -138,6 +139,22 @@ class Config:
     limit_request_fields: int = opt(100, "Maximum number of request header fields; more gets 431.")
     limit_request_field_size: int = opt(8190, "Maximum size of one request header line; larger gets 431.")
 
+    # -- WebSockets ------------------------------------------------------------------
+    ws: str = opt(
+        "auto", "WebSocket support. auto and websockets serve them (websockets sans-I/O); none answers "
+        "upgrade requests as plain HTTP.", choices=WS_CHOICES,
+    )
+    ws_max_size: int = opt(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 beyond).",
+                           metavar="BYTES")
+    ws_max_queue: int = opt(32, "WebSocket messages buffered for an app that does not receive them before "
+                            "reading from the client pauses.")
+    ws_ping_interval: float = opt(20.0, "Seconds between keepalive pings on a WebSocket (0: none).")
+    ws_ping_timeout: float = opt(20.0, "Seconds to wait for a pong before closing with 1011 (0: wait forever).")
+    ws_per_message_deflate: bool = opt(
+        True, "Negotiate permessage-deflate compression when the client offers it (true/false).",
+        metavar="BOOLEAN",
+    )
+
     # -- logging ---------------------------------------------------------------------
     log_level: str = opt("info", "Log level.", choices=LOG_LEVELS)
     log_config: Optional[str] = opt(None, "Logging configuration file: JSON (dictConfig) or .ini.", metavar="FILE")
@@ -182,7 +199,7 @@ class Config:
                 problems.append(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}")
         positive = (
             "backlog", "limit_request_line", "limit_request_fields", "limit_request_field_size", "threads",
-            "wsgi_buffer",
+            "wsgi_buffer", "ws_max_size", "ws_max_queue",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -190,6 +207,7 @@ class Config:
         non_negative = (
             "timeout_keep_alive", "timeout_graceful_shutdown", "lifespan_startup_timeout",
             "lifespan_shutdown_timeout", "timeout", "max_requests", "max_requests_jitter", "wsgi_send_timeout",
+            "ws_ping_interval", "ws_ping_timeout",
         )
         for name in non_negative:
             if getattr(self, name) < 0:

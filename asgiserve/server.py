@@ -57,7 +57,9 @@ else:
 class ServerState:
     """What every connection of one Server shares. Plain attributes: read on the hot path."""
 
-    def __init__(self, server: "Server", config: Config, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, server: "Server", config: Config, app: Any, loop: asyncio.AbstractEventLoop,
+                 interface: str = "asgi3") -> None:
+        from . import ws
         from .http.parser import parser_factory, resolve_http
         from .logs import AccessLogger
         from .proxy import ProxyHeaders
@@ -67,7 +69,10 @@ class ServerState:
         self.app = app
         self.loop = loop
         self.http = resolve_http(config.http)
-        self.new_parser: Callable[[], Any] = parser_factory(self.http, config)
+        self.interface = interface
+        self.websockets = ws.WebSocketSettings(config) if ws.enabled(config, interface) else None
+        self.websocket_warned = False
+        self.new_parser: Callable[[], Any] = parser_factory(self.http, config, self.websockets is not None)
         self.root_path = config.root_path
         self.root_prefix = config.root_path + "/"  # a path under root_path, on a segment boundary
         self.root_raw = config.root_path.encode("utf-8")
@@ -108,6 +113,13 @@ class ServerState:
             )
             self._partial_defaults[own] = cached
         return cached
+
+    def websocket_refused(self) -> None:
+        """A WebSocket request is served as plain HTTP: say why, once."""
+        if not self.websocket_warned:
+            self.websocket_warned = True
+            why = "WSGI apps cannot take WebSockets" if self.interface == "wsgi" else "--ws none is set"
+            logger.warning("WebSocket upgrade requests are served as plain HTTP: %s.", why)
 
     def begin_request(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
         """Count a request and run its coroutine as a task in a fresh copy of the context.
@@ -217,7 +229,7 @@ class Server:
             logger.info("Serving %s", loaded.description)
         own_sockets = sockets is None
         self.sockets = bind.create_sockets(config) if sockets is None else list(sockets)
-        state = self.state = ServerState(self, config, self.app, loop)
+        state = self.state = ServerState(self, config, self.app, loop, self.interface)
         servers: list[asyncio.AbstractServer] = []
         lifespan = Lifespan(self.app, config.lifespan, config.lifespan_startup_timeout, config.lifespan_shutdown_timeout)
         ticker: Optional[asyncio.Task[None]] = None
@@ -269,6 +281,9 @@ class Server:
         # run a few times so data_received fires before idle connections are closed.
         for _ in range(3):
             await asyncio.sleep(0)
+        for proto in list(state.connections):
+            if proto.ws is not None:
+                proto.ws.going_away()  # close 1012; their apps are told now and wind down
         started = state.loop.time()
         recent = started - GRACE
         for proto in list(state.connections):
@@ -338,6 +353,8 @@ class Server:
         for proto in list(state.connections):
             for cycle in list(proto.queue):
                 cycle.disconnect()
+            if proto.ws is not None:
+                proto.ws.disconnect(1012 if not self._force else 1006, "")
             proto.close()
         if cancel:
             for task in state.live_tasks():

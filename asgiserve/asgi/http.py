@@ -39,6 +39,31 @@ BIG_WRITE = 16 * 1024  # body size from which framing pieces are written as a li
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
 
 
+def split_target(state: Any, target: bytes) -> tuple[str, bytes, bytes]:
+    """(path, raw_path, query_string) of a request target, with root_path applied.
+
+    Raises ValueError for a path that is not ASCII (the caller answers 400).
+    """
+    if target[:1] == b"/":
+        raw_path, _, query = target.partition(b"?")
+    elif target == b"*":
+        raw_path, query = b"*", b""
+    else:  # absolute-form (proxies); keep only the path and query
+        parts = urlsplit(target)
+        raw_path = parts.path or b"/"
+        query = parts.query
+    path = raw_path.decode("ascii")
+    if raw_path.find(b"%") >= 0:  # not `in`: bytes.__contains__ tries the needle as an int first, raising and clearing a TypeError
+        path = unquote(path)
+    root_path = state.root_path
+    if root_path and path != root_path and not path.startswith(state.root_prefix):
+        # The proxy stripped the mount point, and ASGI's path includes it. "Under root_path"
+        # is decided on a segment boundary: with /api, /apiary is not under it (-> /api/apiary).
+        path = root_path + path
+        raw_path = state.root_raw + raw_path
+    return path, raw_path, query
+
+
 class ClientDisconnected(OSError):
     """send() was called after the client went away (ASGI spec 2.4)."""
 
@@ -79,7 +104,7 @@ class RequestCycle:
         connection = head.connection
         if connection is not None:
             tokens = connection.lower()
-            if tokens.find(b"close") >= 0:  # find, not `in`: see build_scope
+            if tokens.find(b"close") >= 0:  # find, not `in`: see split_target
                 keep_alive = False
             elif self.http10 and tokens.find(b"keep-alive") >= 0:
                 keep_alive = True
@@ -158,24 +183,8 @@ class RequestCycle:
         proto = self.proto
         state = proto.state
         head = self.head
-        target = head.target
-        if target[:1] == b"/":
-            raw_path, _, query = target.partition(b"?")
-        elif target == b"*":
-            raw_path, query = b"*", b""
-        else:  # absolute-form (proxies); keep only the path and query
-            parts = urlsplit(target)
-            raw_path = parts.path or b"/"
-            query = parts.query
-        path = raw_path.decode("ascii")  # ValueError on non-ASCII -> 400 above
-        if raw_path.find(b"%") >= 0:  # not `in`: bytes.__contains__ tries the needle as an int first, raising and clearing a TypeError
-            path = unquote(path)
+        path, raw_path, query = split_target(state, head.target)
         root_path = state.root_path
-        if root_path and path != root_path and not path.startswith(state.root_prefix):
-            # The proxy stripped the mount point, and ASGI's path includes it. "Under root_path"
-            # is decided on a segment boundary: with /api, /apiary is not under it (-> /api/apiary).
-            path = root_path + path
-            raw_path = state.root_raw + raw_path
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},

@@ -18,10 +18,13 @@ class RequestHead:
     ``expect_continue`` says an ``Expect: 100-continue`` field is present, and ``forwarded``
     that a Forwarded or X-Forwarded-For/-Proto field is. They are found in the one pass over
     the fields that checks the framing, so nothing after the parser scans them again.
+    ``upgrade`` says the head asks for a WebSocket (``Upgrade: websocket`` and the
+    ``upgrade`` Connection option); a parser built to hand such requests over follows the
+    head with an ``Upgrade`` event instead of parsing on.
     """
 
     __slots__ = ("method", "target", "http_version", "headers", "framing", "connection", "expect_continue",
-                 "forwarded")
+                 "forwarded", "upgrade")
 
     def __init__(
         self,
@@ -33,6 +36,7 @@ class RequestHead:
         connection: Optional[bytes] = None,
         expect_continue: bool = False,
         forwarded: bool = False,
+        upgrade: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -42,11 +46,12 @@ class RequestHead:
         self.connection = connection
         self.expect_continue = expect_continue
         self.forwarded = forwarded
+        self.upgrade = upgrade
 
     def copy(self) -> "RequestHead":
         """The same head with its own headers list (an app may change the one it was given)."""
         return RequestHead(self.method, self.target, self.http_version, list(self.headers), self.framing,
-                           self.connection, self.expect_continue, self.forwarded)
+                           self.connection, self.expect_continue, self.forwarded, self.upgrade)
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"
@@ -89,6 +94,19 @@ class ParseError:
         return f"ParseError({self.status}, {self.reason!r})"
 
 
+class Upgrade:
+    """The head just emitted asks for a WebSocket: the bytes after it (``data``, possibly
+    empty) and all later input belong to that protocol. The parser emits nothing more."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Upgrade({self.data!r})"
+
+
 MESSAGE_END = MessageEnd()
 
-Event = Union[RequestHead, BodyChunk, MessageEnd, ParseError]
+Event = Union[RequestHead, BodyChunk, MessageEnd, ParseError, Upgrade]

@@ -22,7 +22,11 @@ framing, so a request reaches the core only if it is unambiguously framed. The d
 * CONNECT is delivered as an ordinary request without a body (asgiserve serves ``http`` only and
   never tunnels); a CONNECT with a body (Content-Length > 0 or Transfer-Encoding) -> 400.
   Bytes after a CONNECT head are parsed as the next request.
-* ``Upgrade`` is ignored: the request is delivered with its body and parsing continues.
+* ``Upgrade``: a head with ``Upgrade: websocket`` and the ``upgrade`` Connection option (tokens
+  in any case, in lists) is marked ``upgrade``; a parser built to hand WebSockets over stops
+  after it (see events.Upgrade), whatever its method or version: the WebSocket layer answers an
+  invalid handshake. Any other Upgrade is ignored: the request is delivered with its body and
+  parsing continues.
 
 Byte-level rules, enforced natively by llhttp and by the h11 adapter through ``check_raw_head``
 (h11 alone is laxer): lines end in CRLF (a bare LF anywhere in a head -> 400); no obs-fold or
@@ -60,12 +64,13 @@ _AUTHORITY = rb"\x21\x24-\x2e\x30-\x3b\x3d\x40-\x5b\x5d\x5f\x61-\x7a\x7e"
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://[" + _AUTHORITY + rb"]+(?:[/?][\x21-\x7e]*)?")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+")
 _VISIBLE = re.compile(rb"[\x21-\x7e]*")
-_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _FORWARDED = 1, 2, 3, 4, 5, 6
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _FORWARDED, _UPGRADE = 1, 2, 3, 4, 5, 6, 7
 # The fields the server itself reads: one dict lookup per field line classifies them all.
 _SERVER_FIELDS = {
     b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
     b"connection": _CONNECTION, b"expect": _EXPECT,
     b"forwarded": _FORWARDED, b"x-forwarded-for": _FORWARDED, b"x-forwarded-proto": _FORWARDED,
+    b"upgrade": _UPGRADE,
 }
 
 
@@ -90,7 +95,7 @@ def inspect_head(
         raise Reject(431, "Too many header fields")
     field_max = limits.field_size - 2  # same rule as HeadLimits.check_field, in this one pass
     hosts = 0
-    length = encoding = connection = None
+    length = encoding = connection = upgrade = None
     expect_continue = forwarded = False
     get = _SERVER_FIELDS.get
     for name, value in headers:
@@ -113,6 +118,8 @@ def inspect_head(
             elif kind == _EXPECT:
                 if value.lower() == b"100-continue":
                     expect_continue = True
+            elif kind == _UPGRADE:
+                upgrade = value if upgrade is None else upgrade + b", " + value
             else:
                 forwarded = True
     if hosts != 1 and (hosts or version == "1.1"):
@@ -138,7 +145,16 @@ def inspect_head(
         framing = size
     else:
         framing = 0
-    return RequestHead(method, target, version, headers, framing, connection, expect_continue, forwarded)
+    websocket = (
+        upgrade is not None and connection is not None
+        and has_token(upgrade, b"websocket") and has_token(connection, b"upgrade")
+    )
+    return RequestHead(method, target, version, headers, framing, connection, expect_continue, forwarded, websocket)
+
+
+def has_token(value: bytes, token: bytes) -> bool:
+    """Whether the comma-separated list ``value`` holds ``token`` (lower case), in any case."""
+    return any(part.strip(b" \t").lower() == token for part in value.split(b","))
 
 
 def _check_target_form(method: bytes, target: bytes) -> None:
@@ -201,7 +217,7 @@ def check_raw_head(head: bytes) -> None:
     """Rules h11 does not enforce itself: CRLF only, no obs-fold, no CTL in values."""
     if head.count(b"\n") != head.count(b"\r\n"):
         raise Reject(400, "Bare LF in request head")
-    if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:  # not `in`: see build_scope
+    if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:  # not `in`: see split_target
         raise Reject(400, "Obsolete line folding")
     if _CTL.search(head) is not None:
         raise Reject(400, "Control character in request head")

@@ -27,7 +27,7 @@ from typing import Optional
 
 import h11
 
-from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead
+from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead, Upgrade
 from .framing import (
     CHUNKED,
     check_field_prefix,
@@ -69,11 +69,12 @@ class H11Parser:
 
     __slots__ = (
         "limits", "state", "remaining", "pending", "searched", "scanned", "next_check",
-        "trailer_count", "trailer_bytes", "fields", "last_head", "last", "dead",
+        "trailer_count", "trailer_bytes", "fields", "last_head", "last", "dead", "upgrades",
     )
 
-    def __init__(self, limits: HeadLimits) -> None:
+    def __init__(self, limits: HeadLimits, upgrades: bool = False) -> None:
         self.limits = limits
+        self.upgrades = upgrades
         self.state = _HEAD
         self.remaining = 0  # body bytes left (_LENGTH) or chunk bytes left (_DATA)
         self.pending: Optional[bytearray] = None  # incomplete head / line, from its first byte
@@ -133,6 +134,9 @@ class H11Parser:
                     return self._wait(data, pos)
                 stop += 4
                 self._head(data[pos:stop], events)
+                if self.dead:  # a WebSocket request: what follows is not HTTP
+                    events.append(Upgrade(data[stop:]))
+                    return
                 pos = stop
             elif state == _LENGTH or state == _DATA:
                 remaining = self.remaining
@@ -180,6 +184,9 @@ class H11Parser:
             self.last_head = head
             self.last = event.copy()  # kept apart from the list the app gets
         events.append(event)
+        if event.upgrade and self.upgrades:
+            self.dead = True
+            return
         framing = event.framing
         if framing == 0:
             events.append(MESSAGE_END)

@@ -4,10 +4,12 @@ One ``HttptoolsParser`` per connection; its bound callbacks turn llhttp callback
 It owns llhttp's quirks, and nothing else (no keep-alive, no writing, no ASGI):
 
 * ``Upgrade``/CONNECT: llhttp stops after such a head, *skipping its body*, and raises
-  ``HttpParserUpgrade(offset)`` (uvicorn#2722, httptools#124). asgiserve serves plain ``http``
-  only, so the adapter drops the premature MessageEnd, starts a fresh llhttp parser, replays
-  the body framing through a synthetic head whose callbacks are swallowed, and feeds the rest:
-  the app gets the body and pipelined requests after it are parsed normally.
+  ``HttpParserUpgrade(offset)`` (uvicorn#2722, httptools#124). Unless the head is a WebSocket
+  request to hand over (then the adapter emits ``Upgrade`` with the bytes from ``offset`` on and
+  stops), it is served as plain ``http``: the adapter drops the premature MessageEnd, starts a
+  fresh llhttp parser, replays the body framing through a synthetic head whose callbacks are
+  swallowed, and feeds the rest: the app gets the body and pipelined requests after it are
+  parsed normally.
 * Leniencies: ``lenient_keep_alive`` (parse requests pipelined after ``Connection: close``
   instead of failing; the core decides what to do with them) and ``lenient_version`` (so
   HTTP/1.2 or HTTP/3.0 reach ``inspect_head`` and get 505 like on h11).
@@ -21,7 +23,7 @@ from typing import Optional
 
 import httptools
 
-from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead
+from .events import MESSAGE_END, BodyChunk, Event, ParseError, RequestHead, Upgrade
 from .framing import CHUNKED, check_trailer, inspect_head
 from .limits import FieldMeter, HeadLimits, Reject
 
@@ -52,11 +54,13 @@ class HttptoolsParser:
     __slots__ = (
         "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
         "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
-        "tail_bytes", "meter", "dead",
+        "tail_bytes", "meter", "dead", "upgrades", "upgrading",
     )
 
-    def __init__(self, limits: HeadLimits) -> None:
+    def __init__(self, limits: HeadLimits, upgrades: bool = False) -> None:
         self.limits = limits
+        self.upgrades = upgrades
+        self.upgrading = -1  # index in events of a WebSocket head just emitted (llhttp is about to stop)
         self.max_fields = limits.fields
         self.target_fast_max = limits.target_fast_max
         self.events: list[Event] = []
@@ -93,6 +97,12 @@ class HttptoolsParser:
             try:
                 self.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
+                if self.upgrading >= 0:
+                    if events and events[-1] is MESSAGE_END:
+                        events.pop()
+                    self.dead = True
+                    events.append(Upgrade(data[exc.args[0]:]))
+                    break
                 data = self._resume_after_upgrade(data, exc.args[0])
                 continue
             except httptools.HttpParserCallbackError as exc:
@@ -103,7 +113,11 @@ class HttptoolsParser:
             except httptools.HttpParserError as exc:
                 self._fail(400, "Malformed request: %s" % exc)
             else:
-                if self.state == _HEAD:
+                if self.upgrading >= 0:  # llhttp did not see the upgrade our rules saw: refuse it
+                    del events[self.upgrading:]
+                    self.upgrading = -1
+                    self._fail(400, "Invalid WebSocket upgrade request")
+                elif self.state == _HEAD:
                     self._head_incomplete(data, start_state, mark)
                 elif self.tail and self.state == _BODY:
                     self._tail_incomplete(data)
@@ -150,6 +164,8 @@ class HttptoolsParser:
         url = self.url
         head = inspect_head(method, url, version, headers, self.limits)
         self.framing = head.framing
+        if head.upgrade and self.upgrades:
+            self.upgrading = len(self.events)
         self.emit(head)
         if head.framing == CHUNKED:
             self.headers = _Trailers(self.limits)

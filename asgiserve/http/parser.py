@@ -11,6 +11,9 @@ Contract every backend keeps (tests/unit/test_corpus.py and test_parsers.py pin 
   event; after it both methods return ``[]`` forever.
 * ``feed_eof()`` returns ``[]`` between requests and ``[ParseError(400, ...)]`` in the middle
   of one.
+* With ``upgrades`` on, a head marked ``upgrade`` (a WebSocket request) is followed by one
+  ``Upgrade`` event carrying the bytes after it, and nothing more: the rest of the stream is
+  not HTTP. With it off, such a head is an ordinary request.
 * Parsers never decide keep-alive, write bytes or know ASGI. One parser per connection.
 """
 from __future__ import annotations
@@ -49,20 +52,20 @@ def resolve_http(kind: str) -> str:
     raise ConfigError(f"Unknown --http value {kind!r}; expected auto, httptools or h11")
 
 
-def parser_factory(kind: str, config: Any) -> Callable[[], RequestParser]:
+def parser_factory(kind: str, config: Any, upgrades: bool = False) -> Callable[[], RequestParser]:
     """A zero-argument callable building one parser per connection (limits computed once)."""
     limits = HeadLimits.from_config(config)
     if kind == "httptools":
         from .parse_httptools import HttptoolsParser
 
-        return lambda: HttptoolsParser(limits)
+        return lambda: HttptoolsParser(limits, upgrades)
     if kind == "h11":
         from .parse_h11 import H11Parser
 
-        return lambda: H11Parser(limits)
+        return lambda: H11Parser(limits, upgrades)
     raise ConfigError(f"Unknown parser {kind!r}; call resolve_http() first")
 
 
-def make_parser(kind: str, config: Any) -> RequestParser:
+def make_parser(kind: str, config: Any, upgrades: bool = False) -> RequestParser:
     """One parser for ``kind`` ("httptools" or "h11", already resolved)."""
-    return parser_factory(kind, config)()
+    return parser_factory(kind, config, upgrades)()

@@ -23,11 +23,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..asgi.http import RequestCycle
-from .events import BodyChunk, MessageEnd, ParseError, RequestHead
+from .events import BodyChunk, MessageEnd, ParseError, RequestHead, Upgrade
 from .response import error_response
 
 if TYPE_CHECKING:
     from ..server import ServerState
+    from ..ws.connection import WebSocket
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -41,7 +42,8 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
-        "idle_since", "pending_error", "eof", "proxy", "fresh", "linger",
+        "idle_since", "pending_error", "eof", "proxy", "fresh", "linger", "ws", "upgrade_head",
+        "pending_upgrade",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -65,6 +67,9 @@ class HttpProtocol(asyncio.Protocol):
         self.proxy: Any = None  # ProxyHeaders when this peer is a trusted proxy
         self.fresh = True  # accepted, no request seen yet (its first one may be on the way)
         self.linger: Optional[asyncio.TimerHandle] = None  # half-closed, reading until the client closes
+        self.ws: Optional["WebSocket"] = None  # after a WebSocket handshake: input goes there
+        self.upgrade_head: Optional[RequestHead] = None  # a WebSocket head, until its Upgrade event
+        self.pending_upgrade: Optional[Upgrade] = None  # a WebSocket request waiting behind others
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -97,6 +102,8 @@ class HttpProtocol(asyncio.Protocol):
             self.linger.cancel()
             self.linger = None
         self.state.connections.discard(self)
+        if self.ws is not None:
+            self.ws.connection_lost()
         if self.fresh or self.state.shutting_down:
             self.state.waiting_changed()
         for cycle in self.queue:
@@ -110,6 +117,8 @@ class HttpProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.closed:
             return False  # a lingering close is complete: the transport closes itself
+        if self.ws is not None:
+            return self.ws.eof_received()
         events = self.parser.feed_eof()
         if events:
             self.handle_events(events)
@@ -149,6 +158,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.ws is not None:
+            self.ws.data_received(data)
+            return
         self.handle_events(self.parser.feed(data))
 
     # -- events from the parser -------------------------------------------------------
@@ -169,6 +181,9 @@ class HttpProtocol(asyncio.Protocol):
             elif cls is ParseError:
                 self.on_parse_error(event)
                 return
+            elif cls is Upgrade:
+                self.on_upgrade(event)
+                return
         if self.buffered > BODY_HIGH_WATER or len(self.queue) > MAX_PIPELINE:
             self.pause_reading()
 
@@ -178,11 +193,32 @@ class HttpProtocol(asyncio.Protocol):
         if self.fresh or self.state.shutting_down:
             self.fresh = False
             self.state.waiting_changed()
+        if head.upgrade:
+            if self.state.websockets is not None:
+                self.upgrade_head = head  # the parser's Upgrade event follows
+                return
+            self.state.websocket_refused()
         cycle = RequestCycle(self, head)
         self.receiving = cycle
         self.queue.append(cycle)
         if len(self.queue) == 1:
             cycle.start()
+
+    def on_upgrade(self, event: Upgrade) -> None:
+        if self.queue:
+            # Pipelined behind requests still being answered: its turn comes in cycle_finished.
+            self.pending_upgrade = event
+            self.pause_reading()
+        else:
+            self.start_websocket(event)
+
+    def start_websocket(self, event: Upgrade) -> None:
+        from .. import ws
+
+        head, self.upgrade_head = self.upgrade_head, None
+        settings = self.state.websockets
+        assert head is not None and settings is not None
+        ws.start(self, head, event.data, settings)
 
     def on_parse_error(self, error: ParseError) -> None:
         cycle, self.receiving = self.receiving, None
@@ -205,10 +241,10 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.send_error(error.status, error.reason)
 
-    def send_error(self, status: int, reason: str) -> None:
+    def send_error(self, status: int, reason: str, extra: bytes = b"") -> None:
         logger.info('Invalid request from %s: %d %s', self.client_label(), status, reason)
         if not self.closed:
-            self.transport.write(error_response(status, reason, self.state.default_headers))
+            self.transport.write(error_response(status, reason, self.state.default_headers, extra))
             self.close()
 
     # -- cycle bookkeeping --------------------------------------------------------------
@@ -234,6 +270,10 @@ class HttpProtocol(asyncio.Protocol):
         elif self.pending_error is not None:
             error, self.pending_error = self.pending_error, None
             self.send_error(error.status, error.reason)
+            return
+        elif self.pending_upgrade is not None:
+            event, self.pending_upgrade = self.pending_upgrade, None
+            self.start_websocket(event)  # reading stays as the WebSocket wants it
             return
         else:
             self.idle_since = self.loop.time()
@@ -262,7 +302,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def is_idle(self) -> bool:
-        return not self.queue
+        return not self.queue and self.ws is None and self.upgrade_head is None
 
     def close(self) -> None:
         if self.closed:

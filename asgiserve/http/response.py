@@ -147,13 +147,17 @@ def default_headers(server_header: bool, date_header: bool, extra: Iterable[tupl
     return b"".join(parts)
 
 
-def error_response(status: int, message: str, default: bytes) -> bytes:
-    """A complete, self-framed plain-text response that closes the connection."""
+def error_response(status: int, message: str, default: bytes, extra: bytes = b"") -> bytes:
+    """A complete, self-framed plain-text response that closes the connection.
+
+    ``extra``: more header lines, each ending in CRLF.
+    """
     body = message.encode("utf-8") + b"\n"
     return b"".join(
         (
             status_line(status),
             default,
+            extra,
             b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % len(body),
             body,

@@ -109,7 +109,8 @@ def import_serving_modules(config: Config) -> None:
     from ..http.parser import resolve_http
 
     for name in ("asgiserve.app_loader", "asgiserve.loop", "asgiserve.server", "asgiserve.logs", "asgiserve.proxy",
-                 "asgiserve.wsgi", "asgiserve.http.parse_" + resolve_http(config.http)):
+                 "asgiserve.wsgi", "asgiserve.http.parse_" + resolve_http(config.http), "asgiserve.ws.connection",
+                 "asgiserve.ws.deflate"):
         importlib.import_module(name)
     if config.loop != "asyncio":
         try:

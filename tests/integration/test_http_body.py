@@ -512,10 +512,11 @@ def test_expect_100_continue_when_body_already_sent(serve: Serve) -> None:
 
 @pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
 def test_upgrade_offer_is_ignored_and_body_delivered(serve: Serve, upgrade: bytes) -> None:
-    """An HTTP-only server ignores Upgrade: the request (and its body) is plain HTTP."""
+    """An Upgrade the server does not take (h2c; websocket under --ws none) is ignored: the
+    request (and its body) is plain HTTP."""
     messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
     calls: list[str] = []
-    server = serve(recording_echo(messages, calls))
+    server = serve(recording_echo(messages, calls), ws="none")
     with server.raw() as client:
         client.send(
             b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: " + upgrade
@@ -528,3 +529,19 @@ def test_upgrade_offer_is_ignored_and_body_delivered(serve: Serve, upgrade: byte
         second = client.read_response()
         assert second.status == 200
     assert calls == ["/up", "/next"]
+
+
+def test_websocket_upgrade_on_a_post_is_refused(serve: Serve) -> None:
+    """With WebSockets on, the same POST is an invalid handshake: 400, the app is not called."""
+    calls: list[str] = []
+    server = serve(recording_echo(queue.Queue(), calls))
+    with server.raw() as client:
+        client.send(
+            b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
+        )
+        response = client.read_response()
+        assert response.status == 400 and b"GET" in response.body
+        assert client.is_closed()
+    assert calls == []
