@@ -409,6 +409,8 @@ class WebSocket:
         return True
 
     def deliver(self, message: dict[str, Any]) -> None:
+        if self.close_code is not None:
+            return  # the app was told the connection is over (it closed it): drop, don't queue
         self.messages.append(message)
         if len(self.messages) >= self.settings.max_queue:
             self.hold_reading()
@@ -528,9 +530,6 @@ class WebSocket:
         if self.reading_held:
             self.reading_held = False
             self.proto.resume_reading()
-
-    def is_open(self) -> bool:
-        return self.phase != CLOSED
 
     # -- logging -------------------------------------------------------------------------------
     def log_access(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
