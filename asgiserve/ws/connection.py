@@ -228,6 +228,8 @@ class WebSocket:
                     raise RuntimeError("Unexpected ASGI message 'websocket.send' before 'websocket.accept'")
                 raise ClientDisconnected("WebSocket is closed")
             text = message.get("text")
+            if text is not None and message.get("bytes") is not None:
+                raise RuntimeError("websocket.send needs exactly one of 'text' and 'bytes'")
             if text is not None:
                 if not isinstance(text, str):
                     raise TypeError(f"websocket.send 'text' must be str, got {type(text).__name__}")
