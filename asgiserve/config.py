@@ -25,7 +25,9 @@ LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "httptools", "h11")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
-WS_CHOICES = ("auto", "websockets", "none")
+# uvicorn's values are accepted so its command lines keep working; every one but "none" means
+# websockets' sans-I/O protocol (uvicorn's own default backend since 0.35).
+WS_CHOICES = ("auto", "websockets", "websockets-sansio", "wsproto", "none")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -141,8 +143,8 @@ class Config:
 
     # -- WebSockets ------------------------------------------------------------------
     ws: str = opt(
-        "auto", "WebSocket support. auto and websockets serve them (websockets sans-I/O); none answers "
-        "upgrade requests as plain HTTP.", choices=WS_CHOICES,
+        "auto", "WebSocket support: none answers upgrade requests as plain HTTP; the others (uvicorn's "
+        "spellings) serve them with websockets' sans-I/O protocol.", choices=WS_CHOICES,
     )
     ws_max_size: int = opt(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 beyond).",
                            metavar="BYTES")
