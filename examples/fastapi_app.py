@@ -1,7 +1,14 @@
 """A FastAPI app: ``asgiserve examples.fastapi_app:app``.
 
-Shows path parameters, a validated JSON body, a streaming response, a background task and
-lifespan state. GET /tasks lists what the background tasks recorded.
+Shows path parameters, a validated JSON body, a streaming response, a background task,
+lifespan state and a WebSocket. GET /tasks lists what the background tasks recorded.
+
+Try it::
+
+    curl http://127.0.0.1:8000/items/1?q=hi
+    curl -X POST http://127.0.0.1:8000/items -H 'content-type: application/json' -d '{"name":"pen","price":2}'
+    curl -N http://127.0.0.1:8000/stream?count=3
+    python -m websockets ws://127.0.0.1:8000/ws    # type a line, get "echo: <line>" back
 """
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import asyncio
 import contextlib
 from typing import Any, AsyncIterator
 
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -69,3 +76,15 @@ async def notify(who: str, request: Request, background: BackgroundTasks) -> dic
 @app.get("/tasks")
 async def tasks(request: Request) -> dict[str, list[str]]:
     return {"done": list(request.state.done_tasks)}
+
+
+@app.websocket("/ws")
+async def chat(websocket: WebSocket) -> None:
+    # A chat-like echo: every text message is answered with "echo: <text>" until the client leaves.
+    await websocket.accept()
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_text(f"echo: {text}")
+    except WebSocketDisconnect:
+        pass  # the client closed the connection (or it dropped): nothing left to send

@@ -1,7 +1,8 @@
 """A Starlette app: ``asgiserve examples.starlette_app:app``.
 
 Routes: GET / (JSON), GET /users/{user_id:int}, POST /echo (JSON body echoed back),
-GET /stream (a streaming response), GET /state (the lifespan state, per request).
+GET /stream (a streaming response), GET /state (the lifespan state, per request),
+WebSocket /ws (echoes text messages: ``python -m websockets ws://127.0.0.1:8000/ws``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 
 @contextlib.asynccontextmanager
@@ -44,6 +46,15 @@ async def state(request: Request) -> JSONResponse:
     return JSONResponse({"greeting": request.state.greeting, "started": request.state.started})
 
 
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
+
+
 async def not_found(request: Request, exc: Exception) -> PlainTextResponse:
     return PlainTextResponse("nothing here", status_code=404)
 
@@ -55,6 +66,7 @@ app = Starlette(
         Route("/echo", echo, methods=["POST"]),
         Route("/stream", stream),
         Route("/state", state),
+        WebSocketRoute("/ws", ws_echo),
     ],
     exception_handlers={404: not_found},
     lifespan=lifespan,

@@ -348,8 +348,10 @@ class WebSocket:
         if self.phase == ACCEPTED:
             self.phase = CLOSED
             if access_logger.isEnabledFor(logging.DEBUG):
+                client = self.log_scope["client"]  # as the access line has it (proxy headers applied)
                 access_logger.debug(
-                    '%s - "WebSocket %s" closed %d %.3fs', self.proto.client_label(), self.log_scope["path"],
+                    '%s - "WebSocket %s" closed %d %.3fs', "%s:%d" % tuple(client) if client else "unix",
+                    self.log_scope["path"],
                     self.close_code, time.perf_counter() - self.accepted_at,
                 )
 

@@ -1,4 +1,5 @@
-"""The example apps (raw ASGI, Starlette, FastAPI) end to end through the real server, both parsers."""
+"""The example apps (raw ASGI, Starlette, FastAPI) and the built-in demo end to end through the real server,
+both parsers."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +7,10 @@ from typing import Any, Callable
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
+from asgiserve import demo
 from examples import fastapi_app, hello, starlette_app
 from tests.support import RunningServer
 
@@ -15,6 +19,22 @@ Serve = Callable[..., RunningServer]
 
 def client(server: RunningServer) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=10)
+
+
+def ws_connect(server: RunningServer, path: str) -> ClientConnection:
+    return connect(f"ws://{server.host}:{server.port}{path}", open_timeout=10, close_timeout=10)
+
+
+def returns_after_websocket(app: Any) -> tuple[Any, threading.Event]:
+    """Wraps app; the event is set once its call for a websocket scope has returned."""
+    returned = threading.Event()
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+        if scope["type"] == "websocket":
+            returned.set()
+
+    return wrapped, returned
 
 
 # -- examples/hello.py ----------------------------------------------------------------------
@@ -51,6 +71,14 @@ def test_starlette_streaming_is_chunked(serve: Serve) -> None:
     assert response.header(b"transfer-encoding") == b"chunked"
     assert response.header(b"content-length") is None
     assert response.body == b"".join(f"chunk {i}\n".encode() for i in range(5))
+
+
+def test_starlette_websocket_echo(serve: Serve) -> None:
+    server = serve(starlette_app.app)
+    with ws_connect(server, "/ws") as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=10) == "ping"
+    assert ws.close_code == 1000
 
 
 def test_starlette_sees_proxy_headers(serve: Serve) -> None:
@@ -117,3 +145,74 @@ def test_fastapi_openapi_and_head(serve: Serve) -> None:
         raw.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         head = raw.read_response(method=b"HEAD")
     assert head.body == b""
+
+
+def test_fastapi_websocket_chat(serve: Serve) -> None:
+    app, returned = returns_after_websocket(fastapi_app.app)
+    server = serve(app)
+    with ws_connect(server, "/ws") as ws:
+        for text in ["hello", "", "zwei wörter", "x" * 70_000]:
+            ws.send(text)
+            assert ws.recv(timeout=10) == f"echo: {text}"
+    # The server answered our close frame (1006 would mean the connection was just dropped) and
+    # the endpoint left its loop through WebSocketDisconnect.
+    assert ws.close_code == 1000
+    assert returned.wait(10)
+    with client(server) as c:  # http still works next to it
+        assert c.get("/").json() == {"framework": "fastapi", "server": "asgiserve"}
+
+
+def test_fastapi_websocket_unknown_path_is_refused(serve: Serve) -> None:
+    server = serve(fastapi_app.app)
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(server, "/nope")
+    assert refused.value.response.status_code == 403
+
+
+# -- asgiserve/demo.py (served when asgiserve runs without APP) ------------------------------
+def test_demo_http_pages(serve: Serve) -> None:
+    server = serve(demo.app)
+    with client(server) as c:
+        page = c.get("/")
+        assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+        assert "asgiserve" in page.text and 'href="/api"' in page.text
+        assert c.get("/api").json()["path"] == "/api"
+        assert c.get("/ws").status_code == 404  # plain http to the websocket path: unchanged 404
+        assert c.get("/nope").status_code == 404
+        not_allowed = c.post("/")
+        assert not_allowed.status_code == 405 and not_allowed.headers["allow"] == "GET, HEAD"
+
+
+def test_demo_page_has_the_websocket_panel(serve: Serve) -> None:
+    server = serve(demo.app)
+    with client(server) as c:
+        page = c.get("/").text
+    assert 'id="ws-panel"' in page and 'id="ws-input"' in page and 'id="ws-status"' in page
+    assert "new WebSocket(url)" in page and '"wss://" : "ws://"' in page and '"/ws"' in page
+    # Everything inline: no external scripts, styles, fonts or images.
+    assert "src=" not in page and "<link" not in page and "http://" not in page and "https://" not in page
+
+
+def test_demo_websocket_echoes_text_and_bytes(serve: Serve) -> None:
+    app, returned = returns_after_websocket(demo.app)
+    server = serve(app)
+    with ws_connect(server, "/ws") as ws:
+        ws.send("hello demo")
+        assert ws.recv(timeout=10) == "hello demo"
+        ws.send(b"\x00\x01binary\xff")
+        assert ws.recv(timeout=10) == b"\x00\x01binary\xff"
+        ws.send("ünïcode ✓")
+        assert ws.recv(timeout=10) == "ünïcode ✓"
+    assert ws.close_code == 1000
+    assert returned.wait(10)  # the demo's echo loop ended on websocket.disconnect
+
+
+def test_demo_websocket_to_another_path_gets_403(serve: Serve) -> None:
+    server = serve(demo.app)
+    for path in ["/", "/api", "/ws/extra"]:
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(server, path)
+        assert refused.value.response.status_code == 403
+    with ws_connect(server, "/ws") as ws:  # the refusals left the server serving
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
