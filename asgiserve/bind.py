@@ -213,16 +213,17 @@ def sockets_from_fds(fds: Iterable[int], backlog: Optional[int] = None) -> list[
     return sockets
 
 
-def describe(sock: socket.socket) -> str:
-    """A human (and test) readable address: http://127.0.0.1:8000, http://[::1]:8000, unix:/path."""
+def describe(sock: socket.socket, tls: bool = False) -> str:
+    """A human (and test) readable address: http://127.0.0.1:8000, https://[::1]:8000, unix:/path."""
+    scheme = "https" if tls else "http"
     try:
         name = sock.getsockname()
     except OSError:
         return "a closed socket"
     if sock.family == socket.AF_INET:
-        return f"http://{name[0]}:{name[1]}"
+        return f"{scheme}://{name[0]}:{name[1]}"
     if sock.family == socket.AF_INET6:
-        return f"http://[{name[0]}]:{name[1]}"
+        return f"{scheme}://[{name[0]}]:{name[1]}"
     if sock.family == socket.AF_UNIX:
         if isinstance(name, bytes):
             name = name.decode("utf-8", "replace")

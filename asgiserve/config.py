@@ -21,6 +21,8 @@ from .errors import ConfigError
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")  # controls, or not latin-1
 
+CERT_REQS_CHOICES = ("none", "optional", "required", "0", "1", "2")  # uvicorn passes ssl.CERT_* integers
+TLS_VERSIONS = ("1.2", "1.3")
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "httptools", "h11")
 LIFESPAN_CHOICES = ("auto", "on", "off")
@@ -100,6 +102,32 @@ class Config:
     )
     backlog: int = opt(2048, "Maximum number of pending connections (listen backlog).")
     reuse_port: bool = opt(False, "Set SO_REUSEPORT on TCP sockets.", is_flag=True)
+
+    # -- TLS -------------------------------------------------------------------------
+    ssl_certfile: Optional[str] = opt(
+        None, "TLS certificate chain (PEM). With it, TCP binds serve HTTPS.", "--ssl-certfile", "--certfile",
+        metavar="FILE",
+    )
+    ssl_keyfile: Optional[str] = opt(
+        None, "TLS private key (PEM); default: in the certificate file.", "--ssl-keyfile", "--keyfile",
+        metavar="FILE",
+    )
+    ssl_keyfile_password: Optional[str] = opt(None, "Password of an encrypted private key.", metavar="PASSWORD")
+    ssl_ca_certs: Optional[str] = opt(
+        None, "CA certificates (PEM) to verify client certificates with.", "--ssl-ca-certs", "--ca-certs",
+        metavar="FILE",
+    )
+    ssl_cert_reqs: str = opt(
+        "none", "Client certificates: none, optional (verified when sent) or required (uvicorn's 0/1/2 too).",
+        "--ssl-cert-reqs", "--cert-reqs", choices=CERT_REQS_CHOICES,
+    )
+    ssl_ciphers: Optional[str] = opt(
+        None, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's).", "--ssl-ciphers", "--ciphers", metavar="CIPHERS"
+    )
+    ssl_min_version: str = opt("1.2", "Lowest TLS version accepted.", choices=TLS_VERSIONS)
+    ssl_handshake_timeout: float = opt(
+        10.0, "Seconds a client may take to complete the TLS handshake before it is dropped."
+    )
 
     # -- protocol implementation -----------------------------------------------------
     loop: str = opt("auto", "Event loop. auto uses uvloop when it is installed.", choices=LOOP_CHOICES)
@@ -230,6 +258,15 @@ class Config:
                 # These bytes go on the wire with every response: no spaces or separators in
                 # the name, no CR/LF/NUL (header injection) or non-ASCII in the value.
                 problems.append(f"--header {header!r}: invalid header name or value")
+        if self.ssl_handshake_timeout <= 0:
+            problems.append("--ssl-handshake-timeout must be more than 0")
+        tls_only = ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
+        if self.ssl_certfile is None:
+            for name in tls_only:
+                if getattr(self, name) is not None:
+                    problems.append(f"--{name.replace('_', '-')} needs --ssl-certfile")
+        elif self.ssl_cert_reqs not in ("none", "0") and self.ssl_ca_certs is None:
+            problems.append("--ssl-cert-reqs optional/required needs --ssl-ca-certs to verify clients with")
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -21,6 +21,7 @@ from .asgi.lifespan import Lifespan
 from .config import Config
 from .http.protocol import HttpProtocol
 from .http.response import default_headers
+from .tls import ServerTLS
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -58,7 +59,7 @@ class ServerState:
     """What every connection of one Server shares. Plain attributes: read on the hot path."""
 
     def __init__(self, server: "Server", config: Config, app: Any, loop: asyncio.AbstractEventLoop,
-                 interface: str = "asgi3") -> None:
+                 interface: str = "asgi3", tls: Optional[ServerTLS] = None) -> None:
         from . import ws
         from .http.parser import parser_factory, resolve_http
         from .logs import AccessLogger
@@ -71,6 +72,7 @@ class ServerState:
         self.http = resolve_http(config.http)
         self.interface = interface
         self.websockets = ws.WebSocketSettings(config) if ws.enabled(config, interface) else None
+        self.tls = tls
         self.websocket_warned = False
         self.new_parser: Callable[[], Any] = parser_factory(self.http, config, self.websockets is not None)
         self.root_path = config.root_path
@@ -182,6 +184,7 @@ class Server:
         self._force = False
         self._stop_requested = threading.Event()
         self.interface = "asgi3"
+        self.tls: Optional[ServerTLS] = None  # loaded by serve() unless set before
 
     @property
     def total_requests(self) -> int:
@@ -214,7 +217,7 @@ class Server:
             self._abort_all()
 
     async def serve(self, sockets: Optional[list[socket.socket]] = None) -> None:
-        from . import bind
+        from . import bind, tls
 
         config = self.config
         loop = self.loop = asyncio.get_running_loop()
@@ -228,8 +231,10 @@ class Server:
             self.app, self.interface = loaded.app, loaded.interface
             logger.info("Serving %s", loaded.description)
         own_sockets = sockets is None
+        if self.tls is None:
+            self.tls = tls.load(config)  # in each process: a worker started by HUP reads new files
         self.sockets = bind.create_sockets(config) if sockets is None else list(sockets)
-        state = self.state = ServerState(self, config, self.app, loop, self.interface)
+        state = self.state = ServerState(self, config, self.app, loop, self.interface, self.tls)
         servers: list[asyncio.AbstractServer] = []
         lifespan = Lifespan(self.app, config.lifespan, config.lifespan_startup_timeout, config.lifespan_shutdown_timeout)
         ticker: Optional[asyncio.Task[None]] = None
@@ -238,9 +243,15 @@ class Server:
             state.lifespan_state = lifespan.state
             factory = lambda: HttpProtocol(state)  # noqa: E731
             for sock in self.sockets:
-                servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
+                if self.tls is not None and sock.family != socket.AF_UNIX:
+                    servers.append(await loop.create_server(
+                        factory, sock=sock, backlog=config.backlog, ssl=self.tls.context,
+                        ssl_handshake_timeout=config.ssl_handshake_timeout,
+                    ))
+                else:
+                    servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
             for sock in self.sockets:
-                logger.info("Listening on %s", bind.describe(sock))
+                logger.info("Listening on %s", bind.describe(sock, self.tls is not None))
             logger.info("Using %s parser, %s loop.", state.http, type(loop).__module__.split(".")[0])
             ticker = loop.create_task(self._tick())
             self.started.set()

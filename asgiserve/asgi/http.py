@@ -201,6 +201,8 @@ class RequestCycle:
             "state": state.lifespan_state.copy(),
             "extensions": {"http.response.zerocopysend": {}},
         }
+        if proto.tls is not None:
+            scope["extensions"]["tls"] = dict(proto.tls)
         if proto.proxy is not None and head.forwarded:
             proto.proxy.apply(scope)
         return scope

@@ -43,7 +43,7 @@ class HttpProtocol(asyncio.Protocol):
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
         "idle_since", "pending_error", "eof", "proxy", "fresh", "linger", "ws", "upgrade_head",
-        "pending_upgrade",
+        "pending_upgrade", "tls",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -70,6 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         self.ws: Optional["WebSocket"] = None  # after a WebSocket handshake: input goes there
         self.upgrade_head: Optional[RequestHead] = None  # a WebSocket head, until its Upgrade event
         self.pending_upgrade: Optional[Upgrade] = None  # a WebSocket request waiting behind others
+        self.tls: Optional[dict[str, Any]] = None  # the ASGI TLS extension, on TLS connections
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -88,6 +89,9 @@ class HttpProtocol(asyncio.Protocol):
             self.server = (local, None) if isinstance(local, str) and local else None
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and self.state.tls is not None:
+                self.tls = self.state.tls.extension(ssl_object)
         proxy = self.state.proxy
         if proxy is not None and (self.client is None or proxy.is_trusted(self.client[0])):
             self.proxy = proxy  # decided once per connection, not per request

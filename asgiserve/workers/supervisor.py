@@ -90,6 +90,9 @@ class Supervisor:
 
             self.loaded = load_app(config)
             logger.info("Serving %s (preloaded)", self.loaded.description)
+        from .. import tls
+
+        tls.load(config)  # a bad certificate, key or password: one line and exit 3, before binding
         fds = systemd.listen_fds()
         if fds:
             self.sockets = bind.sockets_from_fds(fds, backlog=config.backlog)
@@ -99,7 +102,7 @@ class Supervisor:
         try:
             self._chown_unix_sockets()
             for sock in self.sockets:
-                logger.info("Listening on %s", bind.describe(sock))
+                logger.info("Listening on %s", bind.describe(sock, self.config.ssl_certfile is not None))
             if pid_file:
                 pid_file.write()
             child.set_title("master", config)

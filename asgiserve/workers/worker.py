@@ -164,6 +164,13 @@ def run(
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGABRT, _on_abort)
     set_title("worker", config)
+    from .. import tls
+
+    try:
+        server_tls = tls.load(config)  # key files are often readable by root only
+    except AsgiserveError as exc:
+        channel.boot_error(str(exc))
+        return EXIT_STARTUP
     try:
         if uid is not None or gid is not None:
             import_serving_modules(config)
@@ -184,11 +191,11 @@ def run(
             channel.boot_error(str(exc))
             return EXIT_STARTUP
         logger.info("Serving %s", loaded.description)
-    return _serve(config, sockets, loaded, channel, max_requests, parent)
+    return _serve(config, sockets, loaded, channel, max_requests, parent, server_tls)
 
 
 def _serve(config: Config, sockets: list[socket.socket], loaded: Any, channel: Channel,
-           max_requests: int, parent: int) -> int:
+           max_requests: int, parent: int, server_tls: Any = None) -> int:
     from ..loop import new_event_loop
     from ..server import Server
 
@@ -196,6 +203,7 @@ def _serve(config: Config, sockets: list[socket.socket], loaded: Any, channel: C
     asyncio.set_event_loop(loop)
     server = Server(config, app=loaded.app)
     server.interface = loaded.interface
+    server.tls = server_tls
     interrupts = 0
 
     def on_stop(sig: signal.Signals) -> None:

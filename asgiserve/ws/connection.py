@@ -133,6 +133,8 @@ class WebSocket:
             "state": state.lifespan_state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        if proto.tls is not None:
+            scope["extensions"]["tls"] = dict(proto.tls)
         if proto.proxy is not None and head.forwarded:
             proto.proxy.apply(scope)
             # Proxies say http/https for the connection they received; a WebSocket scope has

@@ -125,4 +125,27 @@ def build_environ(scope: Any, base: dict[str, Any], stream: Any, errors: Any) ->
         environ["REMOTE_PORT"] = str(client[1])
     else:  # unix socket: CGI says REMOTE_ADDR is always there (Django reads META["REMOTE_ADDR"])
         environ["REMOTE_ADDR"] = ""
+    if scheme == "https":
+        environ["HTTPS"] = "on"
+        tls = scope.get("extensions", {}).get("tls")
+        if tls is not None:
+            add_tls(environ, tls)
     return environ
+
+
+def add_tls(environ: dict[str, Any], tls: dict[str, Any]) -> None:
+    """The connection's TLS facts under mod_ssl's names, as WSGI apps read them."""
+    from ..tls import VERSION_NAMES, cipher_name
+
+    version = VERSION_NAMES.get(tls.get("tls_version") or 0)
+    if version:
+        environ["SSL_PROTOCOL"] = version
+    cipher = cipher_name(tls.get("cipher_suite"))
+    if cipher:
+        environ["SSL_CIPHER"] = cipher
+    chain = tls.get("client_cert_chain")
+    if chain:
+        environ["SSL_CLIENT_CERT"] = chain[0]
+        environ["SSL_CLIENT_VERIFY"] = "SUCCESS"
+    if tls.get("client_cert_name"):
+        environ["SSL_CLIENT_S_DN"] = tls["client_cert_name"]
