@@ -69,7 +69,7 @@ class WebSocket:
         self.head = head
         self.handshake = handshake
         self.scope: Any = None
-        self.conn: Optional[ServerProtocol] = None
+        self.conn: Optional[FrameProtocol] = None
         self.phase = CONNECTING
         self.messages: deque[dict[str, Any]] = deque()
         self.waiters: list[Any] = []
@@ -298,7 +298,7 @@ class WebSocket:
             self.handshake, proto.state.default_headers, extensions_value, message.get("subprotocol"),
             message.get("headers"),
         )
-        conn = ServerProtocol(state=OPEN, max_size=settings.max_size, logger=_quiet)
+        conn = FrameProtocol(state=OPEN, max_size=settings.max_size, logger=_quiet)
         conn.extensions = extensions
         self.conn = conn
         self.phase = ACCEPTED
@@ -542,6 +542,17 @@ class WebSocket:
         state = self.state
         if state.access_log_enabled and self.log_scope is not None:
             state.access_logger.log(self.log_scope, status, headers, 0, time.perf_counter() - self.start_time)
+
+
+class FrameProtocol(ServerProtocol):
+    """websockets' protocol, except that a close frame between the fragments of a message is a
+    normal close (RFC 6455 5.4 allows control frames there; Autobahn 7.1.5): the library fails
+    it with 1002. The unfinished message is dropped either way."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 class _QuietLogger:
