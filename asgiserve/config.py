@@ -125,8 +125,9 @@ class Config:
         None, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's).", "--ssl-ciphers", "--ciphers", metavar="CIPHERS"
     )
     ssl_min_version: str = opt("1.2", "Lowest TLS version accepted.", choices=TLS_VERSIONS)
-    ssl_handshake_timeout: float = opt(
-        10.0, "Seconds a client may take to complete the TLS handshake before it is dropped."
+    ssl_handshake_timeout: Optional[float] = opt(
+        None, "Seconds a client may take to complete the TLS handshake before it is dropped "
+        "(default: --timeout-request-header)."
     )
 
     # -- protocol implementation -----------------------------------------------------
@@ -157,11 +158,29 @@ class Config:
         metavar="NAME:VALUE",
     )
     timeout_keep_alive: float = opt(5.0, "Close idle keep-alive connections after this many seconds.")
+    timeout_request_header: float = opt(
+        10.0, "Seconds a request head may take to arrive, from its first byte (from the accept for a "
+        "connection's first request); then 408 and close."
+    )
+    timeout_request_body: float = opt(
+        60.0, "Seconds a request body may go without a byte arriving while the server is ready to read it; "
+        "then 408 (or a close, once the response started). 0: no limit."
+    )
     timeout_graceful_shutdown: float = opt(
         30.0, "On shutdown, seconds in-flight requests get to finish before they are cancelled.",
         "--timeout-graceful-shutdown", "--graceful-timeout",
     )
-    limit_concurrency: Optional[int] = opt(None, "Answer 503 beyond this many in-flight requests.")
+    limit_concurrency: Optional[int] = opt(
+        None, "Answer 503 (with Retry-After) beyond this many in-flight requests and open WebSockets."
+    )
+    limit_connections: Optional[int] = opt(
+        None, "Open connections per process; beyond it the process stops accepting (idle keep-alive "
+        "connections are closed first) until one closes."
+    )
+    limit_request_body: int = opt(
+        100 * 1024 * 1024, "Largest request body in bytes (declared or chunked); beyond it 413 and close. "
+        "0: no limit.", metavar="BYTES",
+    )
     limit_max_requests: Optional[int] = opt(
         None, "Exit gracefully after serving this many requests (per process)."
     )
@@ -237,14 +256,16 @@ class Config:
         non_negative = (
             "timeout_keep_alive", "timeout_graceful_shutdown", "lifespan_startup_timeout",
             "lifespan_shutdown_timeout", "timeout", "max_requests", "max_requests_jitter", "wsgi_send_timeout",
-            "ws_ping_interval", "ws_ping_timeout",
+            "ws_ping_interval", "ws_ping_timeout", "timeout_request_body", "limit_request_body",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
                 problems.append(f"--{name.replace('_', '-')} must not be negative")
         if self.workers < 1:
             problems.append("--workers must be at least 1")
-        for name in ("limit_concurrency", "limit_max_requests"):
+        if self.timeout_request_header <= 0:
+            problems.append("--timeout-request-header must be more than 0")
+        for name in ("limit_concurrency", "limit_max_requests", "limit_connections"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
@@ -258,7 +279,7 @@ class Config:
                 # These bytes go on the wire with every response: no spaces or separators in
                 # the name, no CR/LF/NUL (header injection) or non-ASCII in the value.
                 problems.append(f"--header {header!r}: invalid header name or value")
-        if self.ssl_handshake_timeout <= 0:
+        if self.ssl_handshake_timeout is not None and self.ssl_handshake_timeout <= 0:
             problems.append("--ssl-handshake-timeout must be more than 0")
         tls_only = ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
         if self.ssl_certfile is None:

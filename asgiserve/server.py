@@ -82,12 +82,16 @@ class ServerState:
         self.access_logger = AccessLogger(config)
         self.access_log_enabled = self.access_logger.enabled
         self.limit_concurrency = config.limit_concurrency
+        self.body_limit = config.limit_request_body or 2**64  # compared per body chunk: no None test
         self.limit_max_requests = config.limit_max_requests
         self.extra_headers = config.default_headers
         self.default_headers = b""
         self.refresh_headers()
         self.lifespan_state: dict[str, Any] = {}
         self.connections: set[HttpProtocol] = set()
+        self.acceptors: list[Any] = []  # accept.Acceptor per socket, with --limit-connections
+        self.accepting = True  # False while an acceptor is paused at the connection limit
+        self.closing = 0  # connections the server closed that are not gone yet (lingering)
         self.tasks: set[asyncio.Task[None]] = set()
         self.active_requests = 0
         self.total_requests = 0
@@ -115,6 +119,18 @@ class ServerState:
             )
             self._partial_defaults[own] = cached
         return cached
+
+    def accepting_paused(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            logger.warning("Connection limit (%d) reached: not accepting until a connection closes.",
+                           self.config.limit_connections)
+
+    def connection_gone(self) -> None:
+        """A connection closed while accepting was paused at the limit."""
+        for acceptor in self.acceptors:
+            acceptor.resume()
+        self.accepting = all(a.reading or a.closed for a in self.acceptors)
 
     def websocket_refused(self) -> None:
         """A WebSocket request is served as plain HTTP: say why, once."""
@@ -243,10 +259,19 @@ class Server:
             state.lifespan_state = lifespan.state
             factory = lambda: HttpProtocol(state)  # noqa: E731
             for sock in self.sockets:
-                if self.tls is not None and sock.family != socket.AF_UNIX:
+                if config.limit_connections is not None:
+                    from .accept import Acceptor
+
+                    context = self.tls.context if self.tls is not None and sock.family != socket.AF_UNIX else None
+                    acceptor = Acceptor(loop, sock, factory, state, config.limit_connections, context,
+                                        config.ssl_handshake_timeout or config.timeout_request_header)
+                    acceptor.start()
+                    state.acceptors.append(acceptor)
+                    servers.append(acceptor)  # type: ignore[arg-type]  # close() is all that is asked of it
+                elif self.tls is not None and sock.family != socket.AF_UNIX:
                     servers.append(await loop.create_server(
                         factory, sock=sock, backlog=config.backlog, ssl=self.tls.context,
-                        ssl_handshake_timeout=config.ssl_handshake_timeout,
+                        ssl_handshake_timeout=config.ssl_handshake_timeout or config.timeout_request_header,
                     ))
                 else:
                     servers.append(await loop.create_server(factory, sock=sock, backlog=config.backlog))
@@ -271,14 +296,23 @@ class Server:
         """Once a second (or faster for short keep-alive timeouts): Date header, idle sweep."""
         assert self.state is not None
         state = self.state
-        keep_alive = self.config.timeout_keep_alive
-        interval = min(1.0, max(0.05, keep_alive / 4))
+        config = self.config
+        keep_alive = config.timeout_keep_alive
+        head_timeout = config.timeout_request_header
+        body_timeout = config.timeout_request_body
+        shortest = min(keep_alive, head_timeout, body_timeout or head_timeout)
+        interval = min(1.0, max(0.05, shortest / 4))
         while True:
             await asyncio.sleep(interval)
             state.refresh_headers()
-            deadline = state.loop.time() - keep_alive
+            now = state.loop.time()
+            deadline = now - keep_alive
+            head_deadline = now - head_timeout
             for proto in list(state.connections):
-                if proto.is_idle() and proto.idle_since <= deadline:
+                if proto.head_since or proto.receiving is not None:
+                    proto.check_deadlines(now, head_deadline, body_timeout)
+                # A head underway is not idleness: its own deadline applies (and answers 408).
+                if not proto.head_since and proto.is_idle() and proto.idle_since <= deadline:
                     proto.close()
 
     async def _shutdown(self, servers: list[asyncio.AbstractServer]) -> None:

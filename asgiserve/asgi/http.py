@@ -64,6 +64,10 @@ def split_target(state: Any, target: bytes) -> tuple[str, bytes, bytes]:
     return path, raw_path, query
 
 
+# With 503 at --limit-concurrency: clients and load balancers may retry, after a second.
+RETRY_AFTER = b"retry-after: 1\r\n"
+
+
 class ClientDisconnected(OSError):
     """send() was called after the client went away (ASGI spec 2.4)."""
 
@@ -73,7 +77,7 @@ class RequestCycle:
         "proto", "head", "scope", "chunks", "body_done", "body_sent", "disconnected",
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
         "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
-        "http10", "head_pending", "peer_eof", "body_allowed",
+        "http10", "head_pending", "peer_eof", "body_allowed", "received", "seen", "seen_at",
     )
 
     def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
@@ -99,6 +103,9 @@ class RequestCycle:
         self.head_pending = False  # start received, head not yet written
         self.body_allowed = False  # the response may carry body bytes (not HEAD, 1xx, 204, 304)
         self.peer_eof = False  # the client sent FIN: no more input, but it may still read
+        self.received = 0  # body bytes that arrived (for --limit-request-body)
+        self.seen = -1  # `received` at the sweep's last look, and when it last changed
+        self.seen_at = 0.0
         # Keep-alive by HTTP/1.1 and 1.0 rules; the parser found the fields (RequestHead).
         keep_alive = not self.http10
         connection = head.connection
@@ -113,6 +120,7 @@ class RequestCycle:
 
     # -- body arriving from the protocol ------------------------------------------------
     def feed_body(self, data: bytes) -> None:
+        self.received += len(data)
         if self.discarding or self.disconnected:
             if self.discarding:  # the response is done, but the client is still busy sending
                 self.proto.idle_since = self.proto.loop.time()
@@ -172,10 +180,19 @@ class RequestCycle:
             return
         self.task = state.begin_request(self.run_asgi())
 
+    def answered(self, status: int) -> None:
+        """The server answered this request itself (an error in its body): the app's response,
+        if any, goes nowhere, and the access log says what the client got."""
+        self.response = DONE
+        self.status = status
+        self.log_access()
+        self._wake()
+
     def reject(self, status: int, message: str) -> None:
         self.response = DONE
         self.status = status
-        self.proto.transport.write(error_response(status, message, self.proto.state.default_headers))
+        extra = RETRY_AFTER if status == 503 else b""
+        self.proto.transport.write(error_response(status, message, self.proto.state.default_headers, extra))
         self.log_access()
         self.proto.cycle_finished(self, False)
 

@@ -12,6 +12,8 @@ framing, so a request reaches the core only if it is unambiguously framed. The d
   OPTIONS; authority-form (``host:port``) only with, and required for, CONNECT. Every byte must
   be visible ASCII (both parsers enforce that at the byte level). Anything else -> 400.
 * Host: HTTP/1.1 needs exactly one Host field, HTTP/1.0 at most one -> else 400 (RFC 9112 3.2).
+  Its value must be a ``uri-host[:port]`` (RFC 3986: an IP literal in brackets, or reg-name
+  characters incl. IPv4 and percent-escapes; the port digits only) or empty -> else 400.
 * Content-Length: at most one field line; its value is 1+ ASCII digits (no sign, space, hex,
   comma list, even "3, 3") below 2**64 -> else 400.
 * Transfer-Encoding: exactly one field line whose value is ``chunked`` (any case). A list such
@@ -64,6 +66,9 @@ _AUTHORITY = rb"\x21\x24-\x2e\x30-\x3b\x3d\x40-\x5b\x5d\x5f\x61-\x7a\x7e"
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://[" + _AUTHORITY + rb"]+(?:[/?][\x21-\x7e]*)?")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+")
 _VISIBLE = re.compile(rb"[\x21-\x7e]*")
+_HOST_VALUE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+                         rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+_VALID_HOSTS: dict[bytes, bool] = {}  # bounded cache: a few names repeat on every request
 _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _FORWARDED, _UPGRADE = 1, 2, 3, 4, 5, 6, 7
 # The fields the server itself reads: one dict lookup per field line classifies them all.
 _SERVER_FIELDS = {
@@ -105,6 +110,8 @@ def inspect_head(
         if kind is not None:
             if kind == _HOST:
                 hosts += 1
+                if value not in _VALID_HOSTS:
+                    check_host(value)
             elif kind == _CONTENT_LENGTH:
                 if length is not None:
                     raise Reject(400, "Multiple Content-Length fields")
@@ -150,6 +157,14 @@ def inspect_head(
         and has_token(upgrade, b"websocket") and has_token(connection, b"upgrade")
     )
     return RequestHead(method, target, version, headers, framing, connection, expect_continue, forwarded, websocket)
+
+
+def check_host(value: bytes) -> None:
+    if _HOST_VALUE.fullmatch(value) is None:
+        raise Reject(400, "Invalid Host field")
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS[value] = True
 
 
 def has_token(value: bytes, token: bytes) -> bool:

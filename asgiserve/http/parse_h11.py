@@ -112,6 +112,9 @@ class H11Parser:
             events.append(ParseError(reject.status, reject.reason))
         return events
 
+    def head_pending(self) -> bool:
+        return self.state == _HEAD and self.pending is not None and not self.dead
+
     def feed_eof(self) -> list[Event]:
         if self.dead or (self.state == _HEAD and self.pending is None):
             return []

@@ -124,6 +124,9 @@ class HttptoolsParser:
             break
         return events
 
+    def head_pending(self) -> bool:
+        return self.state == _HEAD and not self.dead
+
     def feed_eof(self) -> list[Event]:
         if self.dead or self.state == _IDLE:
             return []

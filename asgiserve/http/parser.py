@@ -10,7 +10,7 @@ Contract every backend keeps (tests/unit/test_corpus.py and test_parsers.py pin 
 * Invalid input yields one ``ParseError(status, reason)`` (400, 414, 431 or 505) as the last
   event; after it both methods return ``[]`` forever.
 * ``feed_eof()`` returns ``[]`` between requests and ``[ParseError(400, ...)]`` in the middle
-  of one.
+  of one. ``head_pending()`` says whether bytes of an incomplete head are buffered.
 * With ``upgrades`` on, a head marked ``upgrade`` (a WebSocket request) is followed by one
   ``Upgrade`` event carrying the bytes after it, and nothing more: the rest of the stream is
   not HTTP. With it off, such a head is an ordinary request.
@@ -30,6 +30,10 @@ class RequestParser(Protocol):
     def feed(self, data: bytes) -> list[Event]: ...
 
     def feed_eof(self) -> list[Event]: ...
+
+    def head_pending(self) -> bool:
+        """Whether part of a request head has arrived and its end has not (for its deadline)."""
+        ...
 
 
 def httptools_available() -> bool:

@@ -8,7 +8,12 @@ Invariants:
   server memory faster than the app consumes; it resumes as the app reads.
 - Writing: ``send`` awaits ``drain()`` while the transport is above its high-water mark.
 - A ParseError is answered only after the responses before it, then the connection closes.
-- Idle connections are closed by the server's periodic sweep, not a timer per request.
+- Idle connections are closed by the server's periodic sweep, not a timer per request; so are
+  heads that take longer than --timeout-request-header (``head_since``: from the head's first
+  byte, or from the accept for a connection's first request; 408) and bodies that stall while
+  the server is ready to read them (--timeout-request-body; 408).
+- A body over --limit-request-body (declared, or counted as chunks arrive) ends the request
+  with 413 before the app can read past the limit.
 - Closing is lingering: the server half-closes and reads (and drops) what the client still
   sends for up to LINGER_READ seconds. Closing a socket with unread input makes the kernel
   answer RST, and the client may then lose the response it has not read yet (a 400 for a
@@ -43,7 +48,7 @@ class HttpProtocol(asyncio.Protocol):
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
         "idle_since", "pending_error", "eof", "proxy", "fresh", "linger", "ws", "upgrade_head",
-        "pending_upgrade", "tls",
+        "pending_upgrade", "tls", "head_since",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -71,6 +76,7 @@ class HttpProtocol(asyncio.Protocol):
         self.upgrade_head: Optional[RequestHead] = None  # a WebSocket head, until its Upgrade event
         self.pending_upgrade: Optional[Upgrade] = None  # a WebSocket request waiting behind others
         self.tls: Optional[dict[str, Any]] = None  # the ASGI TLS extension, on TLS connections
+        self.head_since = 0.0  # when the head being received began (0: none is)
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -101,11 +107,16 @@ class HttpProtocol(asyncio.Protocol):
             self.state.close_when_idle(self)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
+        if self.closed:
+            self.state.closing -= 1
         self.closed = True
         if self.linger is not None:
             self.linger.cancel()
             self.linger = None
-        self.state.connections.discard(self)
+        state = self.state
+        state.connections.discard(self)
+        if not state.accepting:
+            state.connection_gone()
         if self.ws is not None:
             self.ws.connection_lost()
         if self.fresh or self.state.shutting_down:
@@ -166,6 +177,9 @@ class HttpProtocol(asyncio.Protocol):
             self.ws.data_received(data)
             return
         self.handle_events(self.parser.feed(data))
+        if not self.queue and not self.head_since and not self.closed and self.parser.head_pending():
+            # A head has begun: its deadline runs from the accept for the first request.
+            self.head_since = self.idle_since if self.fresh else self.loop.time()
 
     # -- events from the parser -------------------------------------------------------
     def handle_events(self, events: list[Any]) -> None:
@@ -177,6 +191,9 @@ class HttpProtocol(asyncio.Protocol):
                 cycle = self.receiving
                 if cycle is not None:
                     cycle.feed_body(event.data)
+                    if cycle.received > self.state.body_limit:
+                        self.on_parse_error(ParseError(413, "Request body too large"))
+                        return
             elif cls is MessageEnd:
                 cycle = self.receiving
                 if cycle is not None:
@@ -197,6 +214,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.fresh or self.state.shutting_down:
             self.fresh = False
             self.state.waiting_changed()
+        self.head_since = 0.0
+        if head.framing > self.state.body_limit:
+            self.on_parse_error(ParseError(413, "Request body too large"))
+            return
         if head.upgrade:
             if self.state.websockets is not None:
                 self.upgrade_head = head  # the parser's Upgrade event follows
@@ -226,6 +247,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_parse_error(self, error: ParseError) -> None:
         cycle, self.receiving = self.receiving, None
+        if cycle is not None and cycle.discarding:
+            cycle = None  # its response is complete (and dequeued): only the stream is broken
         if cycle is not None and self.queue[0] is cycle:
             # The body the app is reading is malformed: it can never get the rest.
             started = cycle.response_started()
@@ -235,6 +258,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.close()
             else:
                 self.send_error(error.status, error.reason)
+                cycle.answered(error.status)
             return
         if cycle is not None:
             self.queue.remove(cycle)  # a queued request whose body is broken never runs
@@ -280,7 +304,13 @@ class HttpProtocol(asyncio.Protocol):
             self.start_websocket(event)  # reading stays as the WebSocket wants it
             return
         else:
+            if not self.state.accepting and not self.parser.head_pending():
+                # At --limit-connections: an idle keep-alive connection makes room for a new one.
+                self.close()
+                return
             self.idle_since = self.loop.time()
+            if self.parser.head_pending():  # pipelined behind the response just finished
+                self.head_since = self.idle_since
             # Shutting down, a response that promised keep-alive (its head went out before the
             # stop) leaves the connection open: the server closes it after a short grace for
             # the client's next request (Server._shutdown).
@@ -305,12 +335,28 @@ class HttpProtocol(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def check_deadlines(self, now: float, head_deadline: float, body_timeout: float) -> None:
+        """The sweep's per-connection step for a connection with a head or a body underway."""
+        if self.head_since:
+            if self.head_since <= head_deadline:
+                self.head_since = 0.0
+                self.send_error(408, "Request header timeout")
+            return
+        cycle = self.receiving
+        if cycle is None or not body_timeout or self.closed:
+            return
+        if self.read_paused or cycle.received != cycle.seen:
+            cycle.seen, cycle.seen_at = cycle.received, now  # progress, or we are the ones not reading
+        elif now - cycle.seen_at >= body_timeout:
+            self.on_parse_error(ParseError(408, "Request body timeout"))
+
     def is_idle(self) -> bool:
         return not self.queue and self.ws is None and self.upgrade_head is None
 
     def close(self) -> None:
         if self.closed:
             return
+        self.closing()
         if not self.eof and self.transport.can_write_eof():
             self.resume_reading()  # input is still read, and dropped (data_received sees `closed`)
             self.closed = True
@@ -334,8 +380,17 @@ class HttpProtocol(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection now: what was written can't be completed honestly."""
+        if not self.closed:
+            self.closing()
         self.closed = True
         self.transport.abort()
+
+    def closing(self) -> None:
+        """Closed by the server, not yet gone: it no longer counts toward --limit-connections."""
+        state = self.state
+        state.closing += 1
+        if not state.accepting:
+            state.connection_gone()
 
     def client_label(self) -> str:
         if self.client is None:

@@ -30,7 +30,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from ..asgi.http import ClientDisconnected, RequestCycle, split_target
+from ..asgi.http import RETRY_AFTER, ClientDisconnected, RequestCycle, split_target
 from ..http.response import error_response
 from .handshake import Handshake, accept_response, negotiate
 
@@ -107,7 +107,7 @@ class WebSocket:
         if data:
             self.data_received(data)
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
-            self.reject(503, "Service Unavailable: the server is at its concurrency limit")
+            self.reject(503, "Service Unavailable: the server is at its concurrency limit", RETRY_AFTER)
             return
         self.task = state.begin_request(self.run_asgi())
         proto.idle_since = self.loop.time()

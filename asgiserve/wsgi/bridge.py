@@ -23,7 +23,8 @@ response holds at most about 2 x buffer_size plus one chunk in the bridge, plus 
 transport buffer. Lists/tuples are already in memory: they are handed over whole and free
 the thread at once; only a streaming iterable holds its thread while the client is slow,
 and a send that stalls longer than ``send_timeout`` aborts the response (thread freed,
-ASGI app raises so the server closes the connection).
+ASGI app raises so the server closes the connection); while other requests wait for a
+thread, STARVED_STALL (2 s) is enough.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ from .streams import ClientDisconnected, ErrorStream, InputStream
 logger = logging.getLogger("asgiserve.error")
 
 JOIN_LIMIT = 64 * 1024  # chunks taken in one batch are joined into one send up to this size
+# While requests wait for a thread, a thread blocked this long on a client that does not read
+# (or send) is released. A client that slow, when the pool is full, is the one to drop.
+STARVED_STALL = 2.0
 _ERROR_BODY = b"Internal Server Error"
 _ERROR_START = {
     "type": "http.response.start",
@@ -346,20 +350,26 @@ class Exchange(AppSide):
         now = self.blocked_since = self.loop.time()
         if self.timer is None:
             self.task = asyncio.current_task()
-            self.timer = self.loop.call_at(now + limit, self._check_stall)
+            self.timer = self.loop.call_at(now + min(limit, STARVED_STALL), self._check_stall)
 
     def _check_stall(self) -> None:
+        """The thread waits on the client. Past send/receive_timeout it is released; and while
+        requests wait for a thread, past STARVED_STALL already: stalled clients must not starve
+        the pool (4 threads, 4 stalled downloads: the 5th request waits seconds, not a minute)."""
         self.timer = None
         since = self.blocked_since
         if since is None:
             return  # not waiting on the client now; the next wait re-arms the timer
+        now = self.loop.time()
+        if self.mw.pool.queued > 0 and self.block_limit > STARVED_STALL:
+            self.block_limit = STARVED_STALL
         deadline = since + self.block_limit
-        if self.loop.time() >= deadline - 0.01:
+        if now >= deadline - 0.01:
             if self.task is not None and not self.task.done():
                 self.stalled = True
                 self.task.cancel()
         else:
-            self.timer = self.loop.call_at(deadline, self._check_stall)
+            self.timer = self.loop.call_at(min(deadline, now + STARVED_STALL), self._check_stall)
 
     async def _feed_input(self) -> None:
         self._block(self.mw.receive_timeout)
@@ -373,7 +383,7 @@ class Exchange(AppSide):
             if task is not None and hasattr(task, "uncancel"):
                 task.uncancel()
             self.body_done = True
-            limit = self.mw.receive_timeout
+            limit = self.block_limit
             self.inbox.put(ClientStalled(f"the request body stopped arriving for {limit:g}s"))
             return
         finally:

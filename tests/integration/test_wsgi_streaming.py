@@ -222,7 +222,7 @@ async def orphan_guard():
 async def main():
     asyncio.ensure_future(orphan_guard())
     config = Config(app=app, host="127.0.0.1", port=0, http=sys.argv[1], lifespan="on",
-                    access_log=False, log_level="warning", threads=4)
+                    access_log=False, log_level="warning", threads=4, limit_request_body=0)
     server = Server(config)
     task = asyncio.ensure_future(server.serve())
     started = asyncio.ensure_future(server.started.wait())
