@@ -256,6 +256,11 @@ class Supervisor:
             if mode == "immediate":
                 logger.info("Shutting down immediately (%s).", reason)
         systemd.stopping(f"Stopping ({reason})")
+        # Close our copies of the listening sockets now, as gunicorn's arbiter does: the kernel
+        # then refuses new connections once the workers have closed theirs too (a load balancer
+        # retries a refused connect elsewhere, nothing sent). Kept open for the drain, they would
+        # keep accepting into a backlog nobody serves, reset when the supervisor exits.
+        bind.cleanup(self.sockets)
         for w in list(self.workers.values()):
             self.stop_worker(w, sig, now + grace)
 
