@@ -39,9 +39,17 @@ def run(app: Union[str, Callable[..., Any]], **options: Any) -> None:
     from .cli import preflight
     from .logs import configure_logging
 
+    from . import startup
+
+    startup.prepare(config)  # --chdir, -e (the CLI's order)
     preflight(config)
+    if config.daemon:
+        from .daemon import daemonize
+
+        daemonize(config)  # returns in the daemon only
 
     configure_logging(config)
+    startup.begin(config)
     if config.supervised:  # the CLI's rule: --workers > 1, --supervise or --max-requests
         import importlib
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import click
 
-from . import __version__
+from . import __version__, startup
 from .config import Config, env_names, option_fields
 from .errors import EXIT_STARTUP, EXIT_USAGE, AsgiserveError, ConfigError
 
@@ -65,6 +65,7 @@ class LineList(_ParamType):
 SPECIAL_TYPES: dict[str, _ParamType] = {
     "umask": OctalInt(),
     "headers": LineList(),
+    "env": LineList(),
     "log_config": click.Path(exists=True, dir_okay=False),
 }
 PLAIN_TYPES: dict[Any, _ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}
@@ -133,6 +134,9 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 
 def fail(message: str, code: int) -> "typing.NoReturn":
     click.echo(f"Error: {message}", err=True)
+    from .systemd import notify
+
+    notify(f"STATUS=Failed: {message}", f"EXIT_STATUS={code}")  # systemctl status shows it; -D relays it
     sys.exit(code)
 
 
@@ -152,13 +156,19 @@ def serve(app: Optional[str], **options: Any) -> None:
     demo = app is None
     try:
         config = Config(app=DEMO_APP if demo else app, **options)
+        startup.prepare(config)  # --chdir, -e: before the checks, which may read relative paths
         preflight(config)
+        if config.daemon:
+            from .daemon import daemonize
+
+            daemonize(config)  # returns in the daemon; this process exits when it serves or fails
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
         from .logs import configure_logging
 
         configure_logging(config)
+        startup.begin(config)
         if demo:
             logger.info("No APP given: serving the built-in demo app (%s). Run 'asgiserve module:app'.", DEMO_APP)
         if config.supervised:

@@ -157,7 +157,9 @@ class Config:
         (), "Extra default response header, repeatable, as 'Name: value'.", "--header", multiple=True,
         metavar="NAME:VALUE",
     )
-    timeout_keep_alive: float = opt(5.0, "Close idle keep-alive connections after this many seconds.")
+    timeout_keep_alive: float = opt(
+        5.0, "Close idle keep-alive connections after this many seconds.", "--timeout-keep-alive", "--keep-alive"
+    )
     timeout_request_header: float = opt(
         10.0, "Seconds a request head may take to arrive, from its first byte (from the accept for a "
         "connection's first request); then 408 and close."
@@ -186,7 +188,10 @@ class Config:
     )
     limit_request_line: int = opt(8190, "Maximum request-line length in bytes; longer gets 414.")
     limit_request_fields: int = opt(100, "Maximum number of request header fields; more gets 431.")
-    limit_request_field_size: int = opt(8190, "Maximum size of one request header line; larger gets 431.")
+    limit_request_field_size: int = opt(
+        8190, "Maximum size of one request header line; larger gets 431.", "--limit-request-field-size",
+        "--limit-request-field_size",
+    )
 
     # -- WebSockets ------------------------------------------------------------------
     ws: str = opt(
@@ -209,7 +214,8 @@ class Config:
     log_config: Optional[str] = opt(None, "Logging configuration file: JSON (dictConfig) or .ini.", metavar="FILE")
     access_log: bool = opt(True, "Write an access log line per response.", is_flag=True, secondary="--no-access-log")
     access_log_format: Optional[str] = opt(
-        None, "Access log format using gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s'.", metavar="FORMAT"
+        None, "Access log format using gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s'.",
+        "--access-log-format", "--access-logformat", metavar="FORMAT",
     )
 
     # -- WSGI bridge -----------------------------------------------------------------
@@ -224,6 +230,65 @@ class Config:
         metavar="BYTES",
     )
 
+    # -- gunicorn compatibility --------------------------------------------------------
+    # gunicorn's own flags, so its command lines and config files work unchanged (docs/deployment.md
+    # lists every gunicorn setting). Mapped onto the options above in __post_init__/workerclass.py.
+    worker_class: Optional[str] = opt(
+        None, "gunicorn's worker class, mapped onto asgiserve: sync (WSGI, 1 thread), gthread (WSGI, --threads), "
+        "asgi, uvicorn.workers.UvicornWorker, uvicorn_worker.UvicornWorker (ASGI), "
+        "uvicorn.workers.UvicornH11Worker (ASGI, h11 parser). gevent/eventlet/tornado are refused.",
+        "-k", "--worker-class", metavar="CLASS",
+    )
+    worker_connections: Optional[int] = opt(
+        None, "gunicorn's per-worker connection cap; accepted and ignored (see docs/deployment.md); "
+        "--limit-concurrency caps requests in flight.", metavar="N",
+    )
+    proc_name: Optional[str] = opt(
+        None, "Process title base: 'asgiserve: master [NAME]' in ps and top (default: APP).", "-n", "--name",
+        metavar="NAME",
+    )
+    env: tuple[str, ...] = opt(
+        (), "Set an environment variable before the app is imported, as KEY=VALUE; repeatable.", "-e", "--env",
+        multiple=True, metavar="KEY=VALUE",
+    )
+    chdir: Optional[str] = opt(
+        None, "Change to this directory before anything else (relative paths in other options count from it).",
+        metavar="DIR",
+    )
+    access_logfile: Optional[str] = opt(
+        None, "Write the access log to this file ('-': stdout, the default); reopened on SIGUSR1.", metavar="PATH|-"
+    )
+    error_logfile: Optional[str] = opt(
+        None, "Write the error log to this file ('-': stderr, the default); reopened on SIGUSR1.",
+        "--error-logfile", "--log-file", metavar="PATH|-",
+    )
+    capture_output: bool = opt(
+        False, "Send the app's stdout and stderr (print(), stray tracebacks) to --error-logfile.", is_flag=True
+    )
+    worker_tmp_dir: Optional[str] = opt(
+        None, "Accepted for gunicorn compatibility; no effect: worker heartbeats go over a pipe, not a file.",
+        metavar="DIR",
+    )
+    daemon: bool = opt(
+        False, "Detach and run in the background once serving (not under systemd, Docker or Kubernetes).",
+        "-D", "--daemon", is_flag=True,
+    )
+    statsd_host: Optional[str] = opt(
+        None, "Send gunicorn's statsd metrics, one UDP datagram per event, to HOST:PORT (or unix:PATH).",
+        metavar="HOST:PORT",
+    )
+    statsd_prefix: str = opt("", "Prefix of the statsd metric names (a '.' is added).", metavar="PREFIX")
+    dogstatsd_tags: str = opt(
+        "", "Datadog tags appended to every statsd metric, e.g. 'env:prod,team:web'.", metavar="TAGS"
+    )
+
+    # -- metrics ---------------------------------------------------------------------
+    metrics: Optional[str] = opt(
+        None, "Serve live figures on a separate listener at HOST:PORT: Prometheus text at /metrics, a live "
+        "page at /. Off by default. Needs prometheus_client: pip install 'asgiserve[metrics]'.",
+        metavar="HOST:PORT",
+    )
+
     # -- processes -------------------------------------------------------------------
     workers: int = opt(1, "Number of worker processes.", "-w", "--workers", env="WEB_CONCURRENCY")
     supervise: bool = opt(
@@ -232,16 +297,19 @@ class Config:
     )
     preload: bool = opt(False, "Load the app in the supervisor before forking workers.", is_flag=True)
     timeout: float = opt(
-        30.0, "Kill and replace a worker whose event loop has not checked in for this many seconds (0: never)."
+        30.0, "Kill and replace a worker whose event loop has not checked in for this many seconds (0: never).",
+        "-t", "--timeout",
     )
     max_requests: int = opt(0, "Replace a worker after about this many requests (0: never).")
     max_requests_jitter: int = opt(0, "Add up to this many requests at random to --max-requests per worker.")
-    pid: Optional[str] = opt(None, "Write the supervisor's PID to this file.", metavar="FILE")
+    pid: Optional[str] = opt(None, "Write the supervisor's PID to this file.", "-p", "--pid", metavar="FILE")
     user: Optional[str] = opt(None, "Switch worker processes to this user (when started as root).")
     group: Optional[str] = opt(None, "Switch worker processes to this group (when started as root).")
 
     def __post_init__(self) -> None:
         problems = []
+        if self.worker_class is not None:
+            problems += self._apply_worker_class()
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -288,8 +356,48 @@ class Config:
                     problems.append(f"--{name.replace('_', '-')} needs --ssl-certfile")
         elif self.ssl_cert_reqs not in ("none", "0") and self.ssl_ca_certs is None:
             problems.append("--ssl-cert-reqs optional/required needs --ssl-ca-certs to verify clients with")
+        problems += self._check_gunicorn_options()
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def _apply_worker_class(self) -> list[str]:
+        """gunicorn's -k decides the interface, threads and parser (workerclass.py says how). The
+        mapped values are stored in those fields, so everything downstream reads the effective
+        ones; applying it again (replace()) changes nothing."""
+        from .workerclass import resolve
+
+        assert self.worker_class is not None
+        try:
+            mapped = resolve(self.worker_class, self.interface, self.threads, self.http,
+                             int(Config.__dataclass_fields__["threads"].default))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            return [str(exc)]
+        for name, value in mapped._asdict().items():
+            object.__setattr__(self, name, value)
+        return []
+
+    def _check_gunicorn_options(self) -> list[str]:
+        problems = []
+        for item in self.env:
+            key, sep, _ = item.partition("=")
+            if not sep or not key.strip():
+                problems.append(f"-e/--env {item!r} is not KEY=VALUE")
+        if self.worker_connections is not None and self.worker_connections < 1:
+            problems.append("--worker-connections must be at least 1")
+        if self.statsd_host is not None:
+            from .statsd import parse_address
+
+            try:
+                parse_address(self.statsd_host)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        return problems
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        """-e/--env as a dict (later entries win, as in gunicorn)."""
+        pairs = (item.partition("=") for item in self.env)
+        return {key.strip(): value for key, _, value in pairs}
 
     # -- derived values (computed once; cheap to call) ----------------------------------
     @property

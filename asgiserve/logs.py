@@ -57,15 +57,75 @@ def configure_logging(config: Config) -> None:
         return
     level = LEVELS[config.log_level]
     base = logging.getLogger("asgiserve")
-    _set_handler(base, logging.StreamHandler(sys.stderr), logging.Formatter(DEFAULT_FORMAT, DATE_FORMAT))
+    if config.capture_output and _is_file(config.error_logfile):
+        capture_output(str(config.error_logfile))  # before the handler: it may write to stderr
+    _set_handler(base, _destination(config.error_logfile, sys.stderr, "--error-logfile"),
+                 logging.Formatter(DEFAULT_FORMAT, DATE_FORMAT))
     base.handlers[-1].addFilter(_NotAccess())
     base.setLevel(level)
     base.propagate = False
     access = logging.getLogger("asgiserve.access")
     # A gunicorn-style format carries its own fields (%(t)s ...), so it is written bare.
     fmt = "%(message)s" if config.access_log_format else DEFAULT_FORMAT
-    _set_handler(access, logging.StreamHandler(sys.stdout), logging.Formatter(fmt, DATE_FORMAT))
+    _set_handler(access, _destination(config.access_logfile, sys.stdout, "--access-logfile"),
+                 logging.Formatter(fmt, DATE_FORMAT))
     access.setLevel(level if config.access_log else logging.WARNING)
+
+
+def _is_file(path: Optional[str]) -> bool:
+    return path is not None and path != "-"
+
+
+def _destination(path: Optional[str], stream: Any, flag: str) -> logging.Handler:
+    """--access-logfile/--error-logfile: '-' (or unset) is the stream, anything else a file
+    appended to, and reopened on SIGUSR1 (reopen_log_files) after logrotate moved it."""
+    if not _is_file(path):
+        return logging.StreamHandler(stream)
+    try:
+        return logging.FileHandler(str(path), mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot open: {exc.strerror or exc}") from None
+
+
+_captured: list[Any] = []  # --capture-output: the open error log file that fds 1 and 2 point to
+
+
+def capture_output(path: str) -> None:
+    """--capture-output: point fds 1 and 2 at the error log file, so the app's print() and
+    anything else written to stdout/stderr lands there (gunicorn's behaviour)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing to flush
+            pass
+    try:
+        target = open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--error-logfile {path}: cannot open: {exc.strerror or exc}") from None
+    os.dup2(target.fileno(), 1)
+    os.dup2(target.fileno(), 2)
+    for old in _captured:
+        old.close()
+    _captured[:] = [target]
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1 (logrotate's postrotate, as with gunicorn): reopen every log file by its name, so
+    lines go to the new file once the old one was moved; --capture-output's fds too."""
+    if _captured:
+        capture_output(_captured[0].name)
+    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+        handler = ref()
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            except OSError:  # the directory went away: keep logging nowhere rather than crash
+                handler.stream = None
+            finally:
+                handler.release()
 
 
 def _set_handler(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:
@@ -120,12 +180,20 @@ class AccessLogger:
     """One line per completed response. ``enabled`` is read once per request by the core."""
 
     def __init__(self, config: Config) -> None:
+        from .statsd import from_config
+
         self.logger = logging.getLogger("asgiserve.access")
-        self.enabled = bool(config.access_log) and self.logger.isEnabledFor(logging.INFO)
+        self.lines = bool(config.access_log) and self.logger.isEnabledFor(logging.INFO)
+        self.statsd = from_config(config)  # gunicorn's request metrics are made where the line is
+        self.enabled = self.lines or self.statsd is not None
         self.render: LineFn = compile_format(config.access_log_format) if config.access_log_format else default_line
         self._info = self.logger.info
 
     def log(self, scope: Scope, status: int, response_headers: Headers, bytes_sent: int, duration: float) -> None:
+        if self.statsd is not None:
+            self.statsd.request(status, duration)
+            if not self.lines:
+                return
         line = self.render(scope, status, response_headers, bytes_sent, duration)
         if not line.isprintable():
             line = escape(line)

@@ -445,11 +445,14 @@ def run(config: Config, sockets: Optional[list[socket.socket]] = None) -> None:
         finally:
             notifier.cancel()
 
-    handled = (*HANDLED_SIGNALS, signal.SIGHUP)
+    handled = (*HANDLED_SIGNALS, signal.SIGHUP, signal.SIGUSR1)
     if threading.current_thread() is threading.main_thread():
+        from .logs import reopen_log_files
+
         for sig in HANDLED_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)  # logrotate's postrotate, as with gunicorn
     try:
         if pidfile is not None:
             pidfile.write()

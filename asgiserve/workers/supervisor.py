@@ -78,6 +78,9 @@ class Supervisor:
         self.uid, self.gid = resolve_ids(config)
         self.watchdog = systemd.watchdog_interval()
         self.next_watchdog = 0.0
+        from ..statsd import from_config
+
+        self.metrics = from_config(config)  # --statsd-host: gunicorn.workers as the count changes
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
@@ -463,6 +466,8 @@ class Supervisor:
         return f"{serving} of {self.target} worker(s) serving"
 
     def _report(self) -> None:
+        if self.metrics is not None:
+            self.metrics.workers(len(self.workers))
         if self.announced and not self.stopping:
             text = self._status_text()
             if text != self.status:

@@ -36,6 +36,7 @@ from typing import Any, Optional
 
 from ..config import Config
 from ..errors import EXIT_STARTUP, AsgiserveError
+from ..logs import reopen_log_files as reopen_log_files  # SIGUSR1, here and in the supervisor
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -81,26 +82,10 @@ class Channel:
         self.send(b"E" + payload.encode("utf-8"))
 
 
-def reopen_log_files() -> None:
-    """USR1 (logrotate's habit with gunicorn): file handlers reopen their file on next write."""
-    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
-        handler = ref()
-        if isinstance(handler, logging.FileHandler):
-            handler.acquire()
-            try:
-                handler.close()
-                handler.stream = None
-            finally:
-                handler.release()
-
-
 def set_title(role: str, config: Config) -> None:
-    try:
-        import setproctitle  # type: ignore[import-not-found,unused-ignore]  # optional extra
-    except ImportError:
-        return
-    app = config.app if isinstance(config.app, str) else getattr(config.app, "__qualname__", "app")
-    setproctitle.setproctitle(f"asgiserve: {role} [{app}]")
+    from ..proctitle import set_title as _set_title
+
+    _set_title(role, config)
 
 
 def import_serving_modules(config: Config) -> None:

@@ -1,0 +1,72 @@
+"""Process setup that gunicorn's flags ask for, in the order gunicorn applies them.
+
+1. ``prepare``: ``--chdir`` (first, so relative paths in every other option count from there,
+   and the app is imported from there) and ``-e/--env KEY=VALUE`` (set in ``os.environ`` before
+   anything imports the app; workers inherit it; it overrides the inherited environment, as
+   gunicorn's ``raw_env`` does).
+2. ``daemon.daemonize`` for ``-D`` (after the checks, so a bad option still fails in the
+   foreground with exit 2).
+3. ``begin``, once logging is configured: one line per gunicorn option that was mapped or that
+   has no effect here (never silently), the process title, statsd's log counters.
+
+The CLI and ``asgiserve.run()`` both call these; ``Server.serve()`` (embedding) does not.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from .config import Config
+from .errors import ConfigError
+
+logger = logging.getLogger("asgiserve.error")
+
+
+def prepare(config: Config) -> None:
+    if config.chdir:
+        try:
+            os.chdir(config.chdir)
+        except OSError as exc:
+            raise ConfigError(f"--chdir {config.chdir}: {exc.strerror or exc}") from None
+    for key, value in config.env_vars.items():
+        os.environ[key] = value
+
+
+def notes(config: Config) -> list[str]:
+    """What gunicorn's options became here, one line each (empty when none was given)."""
+    lines = []
+    if config.worker_class is not None:
+        from .workerclass import describe
+
+        lines.append(describe(config.worker_class, config.threads, config.http))
+    if config.worker_connections is not None:
+        lines.append(
+            f"--worker-connections {config.worker_connections} is accepted for gunicorn compatibility and has no "
+            "effect: asgiserve does not cap connections per worker (--limit-concurrency N answers 503 beyond N "
+            "requests in flight)."
+        )
+    if config.worker_tmp_dir is not None:
+        lines.append("--worker-tmp-dir has no effect: worker heartbeats go over a pipe, nothing is written to disk.")
+    if config.capture_output and config.error_logfile in (None, "-"):
+        lines.append("--capture-output has no effect without --error-logfile FILE: the app's output already goes "
+                     "to stdout/stderr.")
+    return lines
+
+
+def begin(config: Config) -> None:
+    """After logging is configured, before serving."""
+    for line in notes(config):
+        logger.info("%s", line)
+    if config.statsd_host:
+        from . import statsd
+
+        statsd.count_log_records(config)
+        if not config.supervised:  # the supervisor reports its own count as it changes
+            client = statsd.from_config(config)
+            if client is not None:
+                client.workers(1)
+                client.close()
+    if not config.supervised:
+        from .proctitle import set_title
+
+        set_title("server", config)
