@@ -58,6 +58,10 @@ class LoadedApp:
 
 
 def load_app(config: Config) -> LoadedApp:
+    if config.env_file:  # before the import: module-level code reads os.environ
+        from .envfile import load_env_file
+
+        load_env_file(config.env_file)
     target = config.app
     if target is None:
         raise AppLoadError("no application given (APP as 'module:attribute')")

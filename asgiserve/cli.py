@@ -149,6 +149,14 @@ def preflight(config: Config) -> None:
         parse_trusted(config.forwarded_allow_ips)
     if config.access_log_format:
         compile_format(config.access_log_format)
+    if config.env_file:
+        from .envfile import check_env_file
+
+        check_env_file(config.env_file)
+    if config.reload:
+        from .workers.watch import check_reload_dirs
+
+        check_reload_dirs(config)
 
 
 def serve(app: Optional[str], **options: Any) -> None:

@@ -230,6 +230,31 @@ class Config:
         metavar="BYTES",
     )
 
+    # -- development -----------------------------------------------------------------
+    reload: bool = opt(
+        False, "Restart the workers when watched files change (implies the supervisor; not with --preload).",
+        is_flag=True,
+    )
+    reload_dirs: tuple[str, ...] = opt(
+        (), "Directory to watch, repeatable. Default: the current directory and --app-dir.", "--reload-dir",
+        multiple=True, metavar="DIR",
+    )
+    reload_includes: tuple[str, ...] = opt(
+        (), "Also watch files matching this glob, repeatable (*.py always is).", "--reload-include",
+        multiple=True, metavar="GLOB",
+    )
+    reload_excludes: tuple[str, ...] = opt(
+        (), "Ignore files and directories matching this glob, repeatable (added to the defaults).",
+        "--reload-exclude", multiple=True, metavar="GLOB",
+    )
+    reload_delay: float = opt(
+        0.1, "Seconds of quiet after a change before reloading, so a burst of saves reloads once."
+    )
+    env_file: Optional[str] = opt(
+        None, "Load this dotenv file into the environment before the app is imported (again on each reload).",
+        metavar="FILE",
+    )
+
     # -- gunicorn compatibility --------------------------------------------------------
     # gunicorn's own flags, so its command lines and config files work unchanged (docs/deployment.md
     # lists every gunicorn setting). Mapped onto the options above in __post_init__/workerclass.py.
@@ -324,7 +349,7 @@ class Config:
         non_negative = (
             "timeout_keep_alive", "timeout_graceful_shutdown", "lifespan_startup_timeout",
             "lifespan_shutdown_timeout", "timeout", "max_requests", "max_requests_jitter", "wsgi_send_timeout",
-            "ws_ping_interval", "ws_ping_timeout", "timeout_request_body", "limit_request_body",
+            "ws_ping_interval", "ws_ping_timeout", "reload_delay", "timeout_request_body", "limit_request_body",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -337,6 +362,10 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.reload and self.preload:
+            problems.append("--reload cannot be combined with --preload: the workers must import the changed code")
+        if self.reload and self.app is not None and not isinstance(self.app, str):
+            problems.append("--reload needs APP as an import string ('module:attribute'), not an app object")
         if self.port is not None and not 0 <= self.port <= 65535:
             problems.append("--port must be between 0 and 65535")
         for header in self.headers:
@@ -405,10 +434,11 @@ class Config:
         """Whether a supervisor process runs the workers (gunicorn's model) or this process serves.
 
         --user/--group need it even with one worker: the supervisor binds (and chowns unix
-        sockets) as root, the worker drops privileges before it loads the app.
+        sockets) as root, the worker drops privileges before it loads the app. --reload is a
+        supervisor mode: the sockets stay bound while workers come and go.
         """
         return (
-            self.workers > 1 or self.supervise or self.max_requests > 0
+            self.workers > 1 or self.supervise or self.max_requests > 0 or self.reload
             or self.user is not None or self.group is not None
         )
 

@@ -18,6 +18,8 @@ Workers report over a pipe (see worker.py): heartbeats from their event loop (--
 readiness, --max-requests reached, boot errors. A worker that exits before ever serving with
 exit code 3 stops the supervisor (exit 3, the worker's reason) instead of looping on a broken
 app; other crashes are respawned, with a growing delay when they repeat.
+--reload (reload.py) adds a file watcher whose changes take HUP's path, and waits for the next
+change instead of stopping when the app cannot boot.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.by_fd: dict[int, Worker] = {}
         self.generation = 0
+        self.newest_generation = 0  # generations are never reused, even after a failed reload
         self.booted_generations: set[int] = set()
         self.spawned = 0
         self.signals: deque[int] = deque()
@@ -213,17 +216,18 @@ class Supervisor:
     def handle_quit(self) -> None:
         self.stop("immediate", "SIGQUIT")
 
-    def handle_hup(self) -> None:
+    def handle_hup(self, reason: str = "SIGHUP") -> None:
         if self.stopping:
             return
         if self.loaded is not None or not isinstance(self.config.app, str):
             logger.warning("SIGHUP: new workers reuse the app object the supervisor holds (--preload, or an app "
                            "passed as an object); restart the service to load new code.")
-        self.generation += 1
+        self.newest_generation += 1
+        self.generation = self.newest_generation
         self.reloading = True
         systemd.reloading(f"Reloading: starting {self.target} new worker(s)")
-        logger.info("Reloading (SIGHUP): starting %d new worker(s); the current ones drain once they serve.",
-                    self.target)
+        logger.info("Reloading (%s): starting %d new worker(s); the current ones drain once they serve.",
+                    reason, self.target)
 
     def handle_ttin(self) -> None:
         if not self.stopping:
@@ -402,14 +406,18 @@ class Supervisor:
         logger.error("Worker %d %s; replacing it.", w.pid, text)
         self._record_crash()
 
-    def on_boot_failure(self, w: Worker, text: str) -> None:
+    def show_boot_error(self, w: Worker, text: str) -> str:
+        """Write the user's traceback (once per generation); return the one-line reason."""
         error = w.error or {}
-        reason = error.get("message") or f"worker {text} before serving"
         trace = error.get("traceback") or ""
         if trace and w.generation not in self.shown_tracebacks:
             self.shown_tracebacks.add(w.generation)
             sys.stderr.write(trace if trace.endswith("\n") else trace + "\n")
             sys.stderr.flush()
+        return error.get("message") or f"worker {text} before serving"
+
+    def on_boot_failure(self, w: Worker, text: str) -> None:
+        reason = self.show_boot_error(w, text)
         if w.generation in self.booted_generations:  # this code did boot: likely transient
             logger.error("Worker %d failed to boot: %s", w.pid, reason)
             self._record_crash()
@@ -484,4 +492,9 @@ def run(config: Config) -> None:
     Raises AsgiserveError subclasses for startup failures (bind, --preload import, workers
     that fail to boot: WorkerBootError), all with exit code 3 (2 for ConfigError).
     """
+    if config.reload:  # a mode of this supervisor, kept in its own module
+        from .reload import ReloadSupervisor
+
+        ReloadSupervisor(config).run()
+        return
     Supervisor(config).run()
