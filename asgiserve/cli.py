@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import click
 
-from . import __version__, startup
+from . import __version__, config_file, startup
 from .config import Config, env_names, option_fields
 from .errors import EXIT_STARTUP, EXIT_USAGE, AsgiserveError, ConfigError
 
@@ -173,9 +173,7 @@ def serve(app: Optional[str], **options: Any) -> None:
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
-        from .logs import configure_logging
-
-        configure_logging(config)
+        config_file.configure_logging(config)  # logs', or the config file's logconfig_dict; then its notes
         startup.begin(config)
         if demo:
             logger.info("No APP given: serving the built-in demo app (%s). Run 'asgiserve module:app'.", DEMO_APP)
@@ -203,21 +201,28 @@ class AsgiserveCommand(click.Command):
 
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        extra.update(config_file.prepare(self, args))  # -c FILE, GUNICORN_CMD_ARGS: click's default_map
+        checking = extra["obj"].check  # --check-config reports every failure with exit code 1
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             hint = f" (see '{(exc.ctx.command_path if exc.ctx else 'asgiserve')} --help')"
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(1 if checking else exc.exit_code)
         except click.ClickException as exc:
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(1 if checking else exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
 
 
 def _callback(**params: Any) -> None:
+    from .config_report import handle_modes
+
+    if handle_modes(params, DEMO_APP):  # --print-config, --check-config; where values came from
+        return
     app = params.pop("app")
     serve(app, **params)
 
@@ -229,7 +234,8 @@ cli = AsgiserveCommand(
     + [
         click.Option(["--version"], is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
                      help="Show the version (and loop/parser libraries) and exit."),
-    ],
+    ]
+    + config_file.cli_options(),
     help="Serve APP ('module:attribute', an ASGI 3, ASGI 2 or WSGI app). Without APP, serves a demo page.",
     context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
 )

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
-from .. import bind, systemd
+from .. import bind, hooks, systemd
 from ..config import Config
 from ..errors import EXIT_STARTUP, AsgiserveError
 from . import worker as child
@@ -88,6 +88,7 @@ class Supervisor:
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
         config = self.config
+        hooks.on_starting(self)  # config-file server hooks (hooks.py); nothing when none is set
         pid_file = PidFile(config.pid) if config.pid else None
         if pid_file:
             pid_file.check()
@@ -112,6 +113,7 @@ class Supervisor:
             if pid_file:
                 pid_file.write()
             child.set_title("master", config)
+            hooks.when_ready(self)
             logger.info("Supervisor %d starting %d worker(s) (fork).", os.getpid(), self.target)
             self._install_signals()
             try:
@@ -124,6 +126,7 @@ class Supervisor:
             bind.cleanup(self.sockets)
             if pid_file:
                 pid_file.remove()
+        hooks.on_exit(self)
         if self.halt_reason is not None:
             raise WorkerBootError(self.halt_reason)
         logger.info("Supervisor %d stopped.", os.getpid())
@@ -225,6 +228,7 @@ class Supervisor:
         self.newest_generation += 1
         self.generation = self.newest_generation
         self.reloading = True
+        hooks.on_reload(self)
         systemd.reloading(f"Reloading: starting {self.target} new worker(s)")
         logger.info("Reloading (%s): starting %d new worker(s); the current ones drain once they serve.",
                     reason, self.target)
@@ -233,6 +237,7 @@ class Supervisor:
         if not self.stopping:
             self.target += 1
             logger.info("SIGTTIN: increasing workers to %d.", self.target)
+            hooks.nworkers_changed(self, self.target - 1)
 
     def handle_ttou(self) -> None:
         if self.stopping:
@@ -242,6 +247,7 @@ class Supervisor:
             return
         self.target -= 1
         logger.info("SIGTTOU: decreasing workers to %d.", self.target)
+        hooks.nworkers_changed(self, self.target + 1)
 
     def handle_usr1(self) -> None:
         child.reopen_log_files()
@@ -309,8 +315,11 @@ class Supervisor:
         jitter = random.randint(0, config.max_requests_jitter) if config.max_requests_jitter else 0
         max_requests = config.max_requests + jitter if config.max_requests else 0
 
+        view = hooks.pre_fork(self, self.spawned)
+
         def in_child(channel: int) -> int:
-            return child.run(config, self.sockets, self.loaded, channel, max_requests, self.uid, self.gid)
+            with hooks.worker_process(self, view):  # post_fork first, worker_exit last
+                return child.run(config, self.sockets, self.loaded, channel, max_requests, self.uid, self.gid)
 
         try:
             pid, r = fork_worker(in_child, close_in_child=(*self.wakeup, *self.by_fd))
@@ -318,6 +327,7 @@ class Supervisor:
             logger.error("Could not fork a worker: %s", exc)
             self._record_crash()
             return
+        hooks.forked(view, pid)
         worker = Worker(pid, r, self.generation, self.spawned, max_requests)
         self.workers[pid] = worker
         self.by_fd[r] = worker
@@ -386,6 +396,7 @@ class Supervisor:
             if w is not None:
                 self._close_channel(w)
                 self.on_worker_exit(w, status)
+                hooks.child_exit(self, pid)
 
     def on_worker_exit(self, w: Worker, status: int) -> None:
         text, clean = describe_exit(status, w.killed)

@@ -34,6 +34,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from .. import hooks
 from ..config import Config
 from ..errors import EXIT_STARTUP, AsgiserveError
 from ..logs import reopen_log_files as reopen_log_files  # SIGUSR1, here and in the supervisor
@@ -124,6 +125,7 @@ def drop_privileges(uid: Optional[int], gid: Optional[int]) -> None:
 
 def _on_abort(signum: int, frame: Any) -> None:
     """--timeout: show where the loop was stuck, then go (the supervisor SIGKILLs if this can't run)."""
+    hooks.worker_abort()
     logger.error("Worker %d aborted by the supervisor (--timeout); stacks of all threads follow.", os.getpid())
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     flush_std_streams()
@@ -176,6 +178,7 @@ def run(
             channel.boot_error(str(exc))
             return EXIT_STARTUP
         logger.info("Serving %s", loaded.description)
+    hooks.worker_loaded(loaded.app)  # post_worker_init
     return _serve(config, sockets, loaded, channel, max_requests, parent, server_tls)
 
 
@@ -186,13 +189,14 @@ def _serve(config: Config, sockets: list[socket.socket], loaded: Any, channel: C
 
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
-    server = Server(config, app=loaded.app)
+    server = Server(config, app=hooks.wrap_app(loaded.app, loaded.interface))  # pre/post_request, if set
     server.interface = loaded.interface
     server.tls = server_tls
     interrupts = 0
 
     def on_stop(sig: signal.Signals) -> None:
         nonlocal interrupts
+        hooks.worker_stopping(sig != signal.SIGTERM)  # worker_int on INT and QUIT, as gunicorn
         if sig == signal.SIGQUIT:
             server.request_shutdown(force=True)
             return

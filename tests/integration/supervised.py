@@ -75,7 +75,8 @@ def write_app(directory: Path, name: str = "workapp", source: str = APP) -> str:
 
 def clean_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     names = {n for f in option_fields() for n in env_names(f)} | {"ASGISERVE_APP"}
-    drop = names | {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"}
+    drop = names | {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                    "GUNICORN_CMD_ARGS", "ASGISERVE_CONFIG"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # a reload test rewrites a module within the same second

@@ -87,7 +87,10 @@ def test_sequence_defaults_must_be_tuples() -> None:
 
 # -- one source of truth: CLI flags <-> Config fields ------------------------------------
 def _cli_options() -> list[click.Option]:
-    return [p for p in cli_module.cli.params if isinstance(p, click.Option) and p.name != "version"]
+    from asgiserve.config_file import SOURCE_OPTIONS  # -c, --check-config, --print-config: not settings
+
+    return [p for p in cli_module.cli.params if isinstance(p, click.Option)
+            and p.name != "version" and p.name not in SOURCE_OPTIONS]
 
 
 def test_every_cli_option_maps_to_a_config_field_and_back() -> None:
