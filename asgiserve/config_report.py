@@ -91,6 +91,10 @@ def _build(app: str, params: dict[str, Any], check: bool) -> Config:
 
     try:
         config = Config(app=app, **params)
+        if check:
+            from .startup import prepare
+
+            prepare(config)  # --chdir, -e: as serving would, before the app is imported
         preflight(config)
     except AsgiserveError as exc:
         if check:

@@ -166,8 +166,8 @@ class ServerView:
     @property
     def address(self) -> list[Any]:
         """Where it listens: (host, port) tuples and unix socket paths, as gunicorn lists them."""
-        sockets: list[socket.socket] = self._supervisor.sockets
-        if sockets:
+        sockets: list[socket.socket] = [s for s in self._supervisor.sockets if s.fileno() != -1]
+        if sockets:  # bound (before when_ready they are not, and a stop closes them early)
             return [s.getsockname()[:2] if s.family != socket.AF_UNIX else s.getsockname() for s in sockets]
         from .bind import parse_spec
 

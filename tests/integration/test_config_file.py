@@ -105,7 +105,7 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    _note("on_exit", server.pid)
+    _note("on_exit", server.pid, server.address)
 
 
 def pre_request(worker, req):
@@ -189,7 +189,7 @@ def test_an_existing_gunicorn_conf_py_just_works_and_every_hook_fires(tmp_path: 
     inits = [line for line in lines if line.startswith("post_worker_init ")]
     assert len(inits) == 7 and all(line.endswith(" True True") for line in inits)
     assert f"pre_request {served_by} GET /items x=1" in lines
-    assert lines[-1] == f"on_exit {proc.pid}"
+    assert lines[-1] == f"on_exit {proc.pid} ['app.sock']"  # the sockets are closed by then: as configured
     for pid in pids:  # the workers serving at Ctrl-C: worker_int, then worker_exit, then child_exit
         mine = [line for line in lines if line.split()[1:2] == [str(pid)]]
         assert [line.split()[0] for line in mine][-3:] == ["worker_int", "worker_exit", "child_exit"], mine
@@ -319,6 +319,11 @@ def test_gunicorn_cmd_args(tmp_path: Path, procs: list[Supervised]) -> None:
     assert rows["timeout_keep_alive"] == ("9.0", "environment GUNICORN_CMD_ARGS")
     assert rows["proc_name"] == ("'my shop'", "environment GUNICORN_CMD_ARGS")
     assert rows["workers"] == ("3", "command line")
+    (tmp_path / "other.py").write_text("workers = 4\n")
+    rows = printed(run(["--print-config"], tmp_path, {"GUNICORN_CMD_ARGS": "-c other.py"}))
+    assert rows["workers"] == ("4", "file other.py")  # its -c names the file, as in gunicorn
+    rows = printed(run(["--print-config"], tmp_path, {"ASGISERVE_CONFIG": "other.py"}))
+    assert rows["workers"] == ("4", "file other.py")
     bad = run(["--print-config"], tmp_path, {"GUNICORN_CMD_ARGS": "--workers 'two"})
     assert bad.returncode == 2 and bad.stderr.strip() == "Error: GUNICORN_CMD_ARGS: No closing quotation"
 
@@ -445,6 +450,14 @@ def test_check_config(tmp_path: Path) -> None:
     assert broken.stderr.strip().splitlines()[-1] == (
         "Error: config file gunicorn.conf.py line 2: NameError: name 'unix_socket' is not defined")
     assert run(["--check-config", "--workers", "x", "workapp:app"], tmp_path).returncode == 1
+
+    # chdir and raw_env apply before the app is imported, as when serving.
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "envapp.py").write_text("import os\nGREETING = os.environ['GREETING']\napp = None\n")
+    (tmp_path / "gunicorn.conf.py").write_text("chdir = 'srv'\nraw_env = ['GREETING=hi']\n")
+    not_callable = run(["--check-config", "envapp:app"], tmp_path)
+    assert not_callable.returncode == 1
+    assert not_callable.stderr.strip().splitlines()[-1] == 'Error: "envapp:app" is not callable (it is NoneType)'
     assert run(["-c", "missing.py", "workapp:app"], tmp_path).stderr.strip() == "Error: -c missing.py: no such file"
 
 
