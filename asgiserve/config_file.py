@@ -242,6 +242,8 @@ def prepare(command: click.Command, argv: list[str]) -> dict[str, Any]:
     Returns the extra keywords for ``Command.main`` (default_map and obj). A broken config
     file is one "Error:" line and exit 2 (1 under --check-config), as the CLI reports options.
     """
+    if any(arg in ("--help", "-h", "--version") for arg in argv):
+        return {"obj": Sources()}  # answered before any file is read, as gunicorn does
     pre = command.make_context("asgiserve", list(argv), resilient_parsing=True)
     sources = Sources(check=bool(pre.params.get("check_config")))
     params = {p.name: p for p in command.params if p.name}

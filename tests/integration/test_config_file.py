@@ -449,6 +449,7 @@ def test_check_config(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert broken.stderr.strip().splitlines()[-1] == (
         "Error: config file gunicorn.conf.py line 2: NameError: name 'unix_socket' is not defined")
+    assert run(["--version"], tmp_path).returncode == 0  # answered before the file is read
     assert run(["--check-config", "--workers", "x", "workapp:app"], tmp_path).returncode == 1
 
     # chdir and raw_env apply before the app is imported, as when serving.
