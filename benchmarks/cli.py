@@ -15,7 +15,7 @@ import time
 from importlib import metadata
 from typing import Any, Optional
 
-from . import memory, plots, report
+from . import memory, plots, report, ws, wsload
 from .runner import Progress, Settings, planned, run_load, run_memory
 from .scenarios import all_scenarios, select
 from .servers import REPO, SERVERS, SOURCE
@@ -23,7 +23,7 @@ from .wrk import WRK_MISSING, find_wrk
 
 QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory"]  # headline servers only
 PACKAGES = ("asgiserve", "uvicorn", "httptools", "uvloop", "h11", "hypercorn", "granian", "gunicorn", "a2wsgi",
-            "starlette", "fastapi", "flask")
+            "starlette", "fastapi", "flask", "websockets", "wsproto")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -138,18 +138,22 @@ def main(argv: Optional[list[str]] = None) -> int:
             results = json.load(f)
         print(write_outputs(results, os.path.dirname(os.path.abspath(a.report_only))))
         return 0
-    if find_wrk() is None:
+    scenarios = select(a.scenario, a.servers, a.quick)
+    if find_wrk() is None and any(s.kind not in ws.KINDS for s in scenarios):
         print(WRK_MISSING, file=sys.stderr)
+        return 2
+    if wsload.find_cc() is None and any(s.kind in ws.KINDS for s in scenarios):
+        print(wsload.CC_MISSING, file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # so `kill` of the harness still stops its servers
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
     if pin:
         os.sched_setaffinity(0, {a.client_cpu})  # keep the harness itself off the servers' core
-    memory.raise_nofile(1 << 20)  # servers inherit it: the memory scenario holds 10,000 connections
-    scenarios = select(a.scenario, a.servers, a.quick)
+    memory.raise_nofile(1 << 20)  # servers inherit it: the memory scenarios hold 10,000 connections
     st = Settings(a.rounds, max(1, round(a.duration)), max(1, round(a.warmup)),
                   a.server_cpu if pin else None, a.client_cpu if pin else None, 0 if not pin else a.retries)
     method = (f"one worker per server{f', pinned to core {a.server_cpu}' if pin else ''}; wrk -t1"
+              f"{' (wsload for WebSockets)' if any(s.kind in ws.KINDS for s in scenarios) else ''}"
               f"{f' pinned to core {a.client_cpu}' if pin else ''}; keep-alive; {st.warmup} s warm-up per server; "
               f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A; sweeps at most 2 rounds, "
               f"the I/O sweep in 5 s windows); medians with min-max; noisy measurements repeated up to "
@@ -159,6 +163,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "machine": machine(), "versions": versions(a.snapshot), "method": method,
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "settings": vars(a), "loadavg_before": _loadavg(), "failures": {}}, "scenarios": []}
+    if any(s.kind in ws.KINDS for s in scenarios):
+        results["meta"]["versions"]["uvicorn --ws auto"] = wsload.uvicorn_ws_auto()
+        results["meta"]["versions"]["wsload compiler"] = wsload.compiler()
     if a.snapshot:
         SOURCE["dir"] = snapshot()
     progress = Progress(sum(planned(s, st) for s in scenarios))
@@ -173,6 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             try:
                 if s.kind == "memory":
                     rec["memory"] = run_memory(s, st, progress, results["meta"]["failures"])
+                elif s.kind == "ws-memory":
+                    rec["memory"] = ws.run_memory(s, st, progress, results["meta"]["failures"])
                 else:
                     rec["rows"] = run_load(s, st, progress, results["meta"]["failures"])
             except (RuntimeError, OSError) as e:  # one broken scenario must not lose the others
@@ -189,7 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if a.snapshot:
             shutil.rmtree(SOURCE["dir"], ignore_errors=True)
         print(f"results: {path} ({results['meta']['total_seconds'] / 60:.1f} min)")
-    print("\n".join(report.headline(results)))
+    print("\n".join(report.headline(results) + ws.headline(results)))
     failed = results["meta"]["failures"]
     return 1 if failed or results["meta"].get("interrupted") else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from . import ws
 from .stats import summarise
 
 MiB = float(1 << 20)
@@ -124,6 +125,9 @@ def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str])
     hl = headline(results)
     if len(hl) > 2:
         md += ["## Headline: asgiserve / baseline (uvicorn httptools+uvloop; uvicorn+a2wsgi for WSGI)", ""] + hl + [""]
+    wl = ws.headline(results)
+    if wl:
+        md += ["## Headline: WebSockets, asgiserve / uvicorn (httptools+uvloop, its default --ws auto)", ""] + wl + [""]
     for key, fname in plots.items():
         if key.startswith("group:"):
             md += [f"![{key[6:]} throughput]({fname})", ""]
@@ -136,6 +140,11 @@ def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str])
             md += load_table(s)
         elif s["kind"] == "sweep":
             md += sweep_table(s)
+        elif s["kind"] == "ws":
+            md += [f"WebSocket `ws://.../`, {' and '.join(str(c) for c in s['concurrency'])} connections. "
+                   f"{s['notes']}.", ""] + ws.echo_table(s)
+        elif s["kind"] == "ws-memory":
+            md += ws.memory_table(s)
         else:
             md += memory_table(s)
         if s["name"] in plots:

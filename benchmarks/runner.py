@@ -18,7 +18,8 @@ from typing import Any, Iterator, Optional, TextIO
 from . import memory
 from .scenarios import Scenario, Variant
 from .servers import SERVERS, ServerProcess, probe
-from .wrk import run_wrk
+from .wrk import WrkResult, run_wrk
+from .wsload import WsResult, run_echo
 
 SATURATED = 0.90  # wrk CPU / wall above this: the load generator, not the server, was the limit
 NOISY = 0.15  # other processes used more than this share of the server's core: measure again
@@ -53,7 +54,7 @@ def rounds(s: Scenario, st: Settings) -> int:
 
 
 def planned(s: Scenario, st: Settings) -> int:
-    if s.kind == "memory":
+    if s.kind in ("memory", "ws-memory"):
         return len(s.variants)
     return len(s.variants) * len(s.concurrency) * rounds(s, st)
 
@@ -116,14 +117,21 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
         variants = [v for v in s.variants if v.id in procs]
         for v in variants:  # warm-up at the highest load the scenario uses; results discarded
             p = procs[v.id]
-            run_wrk(p.url + (v.path or s.path), max(s.concurrency), st.warmup, st.client_cpu, s.post_bytes,
-                    s.timeout_s, s.unique_targets)
+            _load(s, v, p, max(s.concurrency), st.warmup, st.client_cpu)
             _drain(p, _probe_path(s, v), s.timeout_s + 30)
         points = [(v, c) for v in variants for c in s.concurrency]
         for r in range(rounds(s, st)):
             for v, c in (points if r % 2 == 0 else points[::-1]):
                 rows.append(_measure(s, st, v, c, r, procs[v.id], progress))
     return rows
+
+
+def _load(s: Scenario, v: Variant, p: ServerProcess, c: int, duration: float,
+          cpu: Optional[int]) -> "WrkResult | WsResult":
+    """wrk for HTTP scenarios; wsload (a closed-loop WebSocket echo client) for the WebSocket ones."""
+    if s.kind == "ws":
+        return run_echo(p.port, c, duration, cpu, s.ws_bytes, s.ws_binary, s.timeout_s)
+    return run_wrk(p.url + (v.path or s.path), c, duration, cpu, s.post_bytes, s.timeout_s, s.unique_targets)
 
 
 def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerProcess,
@@ -152,8 +160,7 @@ def _attempt(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
         p.reset_peak_rss()
     cpu0, core0 = p.cpu_seconds(), core_busy_seconds(st.server_cpu)
     duration = max(st.duration, s.min_duration) if st.duration > 1 else st.duration  # --quick keeps 1 s
-    res = run_wrk(p.url + (v.path or s.path), c, duration, st.client_cpu, s.post_bytes, s.timeout_s,
-                  s.unique_targets)
+    res = _load(s, v, p, c, duration, st.client_cpu)
     cpu, core = p.cpu_seconds() - cpu0, core_busy_seconds(st.server_cpu) - core0
     # Time the server's core ran something other than the server: other processes, or steal.
     foreign = max(0.0, core - cpu) / res.wall if core0 >= 0 else 0.0
@@ -170,16 +177,17 @@ def _report(s: Scenario, v: Variant, c: int, r: int, row: dict[str, Any], progre
     rps = row["requests"] / row["seconds"] if row["seconds"] else 0.0
     flags = []
     if wrk_load >= SATURATED:
-        flags.append("WRK-SATURATED")
+        flags.append("CLIENT-SATURATED" if s.kind == "ws" else "WRK-SATURATED")
     if row["errors"]:
         flags.append(f"errors={row['errors']}")
-    speed = f"{rps:>9,.0f} req/s"
+    speed = f"{rps:>9,.0f} {'msg' if s.kind == 'ws' else 'req'}/s"
     if s.body_bytes:
         speed += f" {rps * s.body_bytes / 1e6:>7,.0f} MB/s"
     if s.peak_rss:
         speed += f"  peak RSS {row['peak_rss'] / 2**20:5.0f} MiB"
+    client = "cli" if s.kind == "ws" else "wrk"
     progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {row['latency_us']['p99'] / 1000:>7.1f} ms"
-                  f"  srv {srv_load:4.0%} wrk {wrk_load:4.0%} other {row['foreign_load']:4.0%}"
+                  f"  srv {srv_load:4.0%} {client} {wrk_load:4.0%} other {row['foreign_load']:4.0%}"
                   + (f"  {' '.join(flags)}" if flags else ""))
 
 

@@ -17,6 +17,8 @@ BODY_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian",
                 "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
 BIG_BODY_SERVERS = ("asgiserve", "uvicorn", "granian", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
 BASELINES = {"asgi": "uvicorn", "limit": "uvicorn", "wsgi": "uvicorn-a2wsgi"}
+WS_APP = A + "ws_bench:app"
+KIB = 1 << 10
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Variant:
 class Scenario:
     name: str
     title: str
-    kind: str  # "throughput" | "sweep" | "memory"
+    kind: str  # "throughput" | "sweep" | "memory" | "ws" (WebSocket echo) | "ws-memory"
     variants: tuple[Variant, ...]
     path: str = "/"
     concurrency: tuple[int, ...] = (64,)
@@ -58,6 +60,8 @@ class Scenario:
     ideal_seconds: float = 0.0  # sweep plots: the c / t line a perfectly concurrent server would reach
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    ws_bytes: int = 0  # WebSocket echo: message size
+    ws_binary: bool = False  # binary frames (else text)
 
     def baseline_for(self, v: Variant) -> Optional[str]:
         want = BASELINES.get(v.kind)
@@ -80,6 +84,20 @@ def _sweep_variants(async_path: str, sync_path: str, pools: tuple[int, ...]) -> 
         out.append(Variant(f"sync-{n}", "asgiserve-wsgi", app + "wsgi_app", Opts(threads=n), path=sync_path,
                            label=f"sync, {n} threads (asgiserve WSGI)"))
     return tuple(out)
+
+
+def _ws_variants(opts: Opts = Opts()) -> tuple[Variant, ...]:
+    """The WebSocket servers: each with its defaults, uvicorn with its default backend and with wsproto."""
+    from .wsload import uvicorn_ws_auto
+
+    o = replace(opts, ws="auto")
+    return (Variant("asgiserve", "asgiserve", WS_APP, o),
+            Variant("uvicorn", "uvicorn", WS_APP, o,
+                    label=f"uvicorn (httptools+uvloop, --ws auto = {uvicorn_ws_auto()})"),
+            Variant("uvicorn-wsproto", "uvicorn", WS_APP, replace(o, ws="wsproto"),
+                    label="uvicorn (httptools+uvloop, --ws wsproto)"),
+            Variant("hypercorn", "hypercorn", WS_APP, o, label="hypercorn (uvloop, wsproto)"),
+            Variant("granian", "granian", WS_APP, o, label="granian (asgi, WebSockets on)"))
 
 
 def all_scenarios() -> list[Scenario]:
@@ -115,6 +133,14 @@ def all_scenarios() -> list[Scenario]:
         Scenario("memory", "Server RSS: idle, and holding idle keep-alive connections", "memory",
                  _by_app(("asgiserve", "asgiserve-h11", "uvicorn", "hypercorn", "granian", "limit"), raw,
                          opts=Opts(keep_alive=600.0)), conn_counts=(1000, 10000)),
+        Scenario("ws-echo-16b", "WebSocket echo, 16-byte text messages", "ws", _ws_variants(),
+                 concurrency=(1, 64), ws_bytes=16,
+                 notes="Each connection sends one message and awaits its echo, in a loop; no compression offered"),
+        Scenario("ws-echo-64k", "WebSocket echo, 64 KiB binary messages", "ws", _ws_variants(),
+                 concurrency=(1, 64), ws_bytes=64 * KIB, ws_binary=True, body_bytes=64 * KIB,
+                 notes="Each connection sends one message and awaits its echo, in a loop; no compression offered"),
+        Scenario("ws-memory", "Server RSS holding 10,000 idle WebSockets (and, for comparison, keep-alive "
+                 "connections)", "ws-memory", _ws_variants(Opts(keep_alive=600.0)), conn_counts=(10000,)),
     ]
 
 
@@ -130,12 +156,16 @@ def quick(s: Scenario, headline_only: bool = True) -> Scenario:
     variants = tuple(v for v in s.variants if v.server in QUICK_SERVERS or not headline_only)
     if s.kind == "memory":
         return replace(s, conn_counts=s.conn_counts[:1], variants=variants)
+    if s.kind == "ws-memory":
+        return replace(s, conn_counts=(1000,), variants=variants)
     return replace(s, variants=variants)
 
 
 def select(names: list[str], servers: list[str], is_quick: bool) -> list[Scenario]:
     """Scenarios by name (all if none), narrowed to the given servers (a sweep matches on server name)."""
     known = {s.name: s for s in all_scenarios()}
+    # A prefix names a family: `ws-echo` is ws-echo-16b and ws-echo-64k, `ws` every WebSocket scenario.
+    names = [m for n in names for m in ([n] if n in known else [k for k in known if k.startswith(n + "-")] or [n])]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")

@@ -34,6 +34,7 @@ class Opts:
     keep_alive: Optional[float] = None  # idle keep-alive timeout override (memory scenario)
     limit_body: str = "Hello, world!"  # what the limit server answers
     limit_type: str = "text/plain; charset=utf-8"
+    ws: Optional[str] = None  # WebSocket scenarios: uvicorn's --ws value; granian keeps WebSockets on
 
 
 Builder = Callable[[str, int, Opts], list[str]]
@@ -69,6 +70,8 @@ def _uvicorn(http: str, lifespan: str = "on") -> Builder:
                "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "--lifespan", lifespan]
         if o.keep_alive is not None:
             cmd += ["--timeout-keep-alive", str(int(o.keep_alive))]
+        if o.ws is not None:
+            cmd += ["--ws", o.ws]
         return cmd
     return build
 
@@ -92,7 +95,9 @@ def _hypercorn(app: str, port: int, o: Opts) -> list[str]:
 def _granian(interface: str) -> Builder:
     def build(app: str, port: int, o: Opts) -> list[str]:
         cmd = [PY, "-m", "granian", "--interface", interface, "--host", HOST, "--port", str(port),
-               "--workers", "1", "--http", "1", "--no-ws", "--log-level", "warning", "--no-access-log"]
+               "--workers", "1", "--http", "1", "--log-level", "warning", "--no-access-log"]
+        if o.ws is None:
+            cmd += ["--no-ws"]
         if interface == "asgi":
             cmd += ["--loop", "uvloop"]
         else:
