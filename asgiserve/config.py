@@ -265,8 +265,7 @@ class Config:
         "-k", "--worker-class", metavar="CLASS",
     )
     worker_connections: Optional[int] = opt(
-        None, "gunicorn's per-worker connection cap; accepted and ignored (see docs/deployment.md); "
-        "--limit-concurrency caps requests in flight.", metavar="N",
+        None, "gunicorn's per-worker connection cap: sets --limit-connections (unless that is given).", metavar="N"
     )
     proc_name: Optional[str] = opt(
         None, "Process title base: 'asgiserve: master [NAME]' in ps and top (default: APP).", "-n", "--name",
@@ -328,13 +327,12 @@ class Config:
     max_requests: int = opt(0, "Replace a worker after about this many requests (0: never).")
     max_requests_jitter: int = opt(0, "Add up to this many requests at random to --max-requests per worker.")
     pid: Optional[str] = opt(None, "Write the supervisor's PID to this file.", "-p", "--pid", metavar="FILE")
-    user: Optional[str] = opt(None, "Switch worker processes to this user (when started as root).")
-    group: Optional[str] = opt(None, "Switch worker processes to this group (when started as root).")
+    user: Optional[str] = opt(None, "Switch worker processes to this user (when started as root).", "-u", "--user")
+    group: Optional[str] = opt(None, "Switch worker processes to this group (when started as root).", "-g", "--group")
 
     def __post_init__(self) -> None:
         problems = []
-        if self.worker_class is not None:
-            problems += self._apply_worker_class()
+        problems += self._apply_gunicorn_options()
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -389,13 +387,17 @@ class Config:
         if problems:
             raise ConfigError("; ".join(problems))
 
-    def _apply_worker_class(self) -> list[str]:
-        """gunicorn's -k decides the interface, threads and parser (workerclass.py says how). The
-        mapped values are stored in those fields, so everything downstream reads the effective
-        ones; applying it again (replace()) changes nothing."""
+    def _apply_gunicorn_options(self) -> list[str]:
+        """gunicorn's -k decides the interface, threads and parser (workerclass.py says how), and
+        --worker-connections is --limit-connections unless that is given. The mapped values are
+        stored in those fields, so everything downstream reads the effective ones; applying them
+        again (replace()) changes nothing."""
+        if self.worker_connections is not None and self.limit_connections is None:
+            object.__setattr__(self, "limit_connections", self.worker_connections)
+        if self.worker_class is None:
+            return []
         from .workerclass import resolve
 
-        assert self.worker_class is not None
         try:
             mapped = resolve(self.worker_class, self.interface, self.threads, self.http,
                              int(Config.__dataclass_fields__["threads"].default))  # type: ignore[arg-type]

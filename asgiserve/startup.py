@@ -40,11 +40,14 @@ def notes(config: Config) -> list[str]:
 
         lines.append(describe(config.worker_class, config.threads, config.http))
     if config.worker_connections is not None:
-        lines.append(
-            f"--worker-connections {config.worker_connections} is accepted for gunicorn compatibility and has no "
-            "effect: asgiserve does not cap connections per worker (--limit-concurrency N answers 503 beyond N "
-            "requests in flight)."
-        )
+        if config.limit_connections == config.worker_connections:
+            lines.append(
+                f"--worker-connections {config.worker_connections}: each worker holds at most "
+                f"{config.worker_connections} connections and stops accepting until one closes (--limit-connections)."
+            )
+        else:
+            lines.append(f"--worker-connections {config.worker_connections} has no effect: --limit-connections "
+                         f"{config.limit_connections} is set.")
     if config.worker_tmp_dir is not None:
         lines.append("--worker-tmp-dir has no effect: worker heartbeats go over a pipe, nothing is written to disk.")
     if config.capture_output and config.error_logfile in (None, "-"):

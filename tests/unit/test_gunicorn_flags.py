@@ -60,7 +60,7 @@ def test_gunicorn_spellings_reach_the_same_fields(recorder: list[Config]) -> Non
     assert config.error_logfile == "err.log" and config.access_logfile == "-"
     assert config.proc_name == "shop" and config.worker_tmp_dir == "/dev/shm" and config.capture_output
     assert config.env == ("A=1", "B=two=2") and config.env_vars == {"A": "1", "B": "two=2"}
-    assert config.worker_connections == 500
+    assert config.worker_connections == 500 and config.limit_connections == 500
     assert (config.statsd_host, config.statsd_prefix, config.dogstatsd_tags) == ("127.0.0.1:8125", "shop", "env:prod")
 
 
@@ -141,6 +141,24 @@ def test_bad_gunicorn_options_exit_2(recorder: list[Config], args: list[str], fr
     assert recorder == []
 
 
+def test_daemon_is_refused_under_systemd_notify(recorder: list[Config]) -> None:
+    result = invoke("-D", "main:app", NOTIFY_SOCKET="/nonexistent/asgiserve-test/notify")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: -D/--daemon under systemd (NOTIFY_SOCKET is set): systemd already runs the server in the background; "
+        "drop -D and use Type=notify"
+    ]
+    assert recorder == []
+
+
+def test_user_and_group_short_flags(recorder: list[Config]) -> None:
+    import os
+
+    result = invoke("-u", str(os.getuid()), "-g", str(os.getgid()), "main:app")
+    assert result.exit_code == 0, result.output
+    assert (recorder[0].user, recorder[0].group) == (str(os.getuid()), str(os.getgid()))
+
+
 def test_chdir_and_env_are_applied_before_the_checks(recorder: list[Config], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path.cwd())  # undone after the test: --chdir changes this process's cwd
@@ -152,13 +170,17 @@ def test_chdir_and_env_are_applied_before_the_checks(recorder: list[Config], tmp
     assert Path.cwd() == tmp_path and os.environ["FROM_E"] == "new"
 
 
-def test_notes_for_options_that_have_no_effect_here() -> None:
+def test_notes_for_mapped_options_and_those_without_effect() -> None:
     lines = startup.notes(Config(app="m:a", worker_connections=1000, worker_tmp_dir="/dev/shm", capture_output=True))
     assert len(lines) == 3
-    assert "--worker-connections 1000 is accepted for gunicorn compatibility and has no effect" in lines[0]
+    assert lines[0] == ("--worker-connections 1000: each worker holds at most 1000 connections and stops accepting "
+                        "until one closes (--limit-connections).")
     assert "--worker-tmp-dir has no effect" in lines[1]
     assert "--capture-output has no effect without --error-logfile" in lines[2]
     assert startup.notes(Config(app="m:a")) == []
+    explicit = Config(app="m:a", worker_connections=1000, limit_connections=50)
+    assert explicit.limit_connections == 50
+    assert startup.notes(explicit) == ["--worker-connections 1000 has no effect: --limit-connections 50 is set."]
 
 
 # -- statsd -----------------------------------------------------------------------------
