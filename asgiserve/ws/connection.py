@@ -32,6 +32,7 @@ from websockets.server import ServerProtocol
 
 from ..asgi.http import RETRY_AFTER, ClientDisconnected, RequestCycle, split_target
 from ..http.response import error_response
+from .fastpath import frame_header, split_messages
 from .handshake import Handshake, accept_response, negotiate
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ access_logger = logging.getLogger("asgiserve.access")
 
 CLOSE_TIMEOUT = 10.0  # seconds the peer gets to answer our close frame
 PENDING_LIMIT = 64 * 1024  # input buffered before the accept; reading pauses beyond it
+BIG_WRITE = 16 * 1024  # from this size a message is written after its header, not joined to it
 TEXT, BINARY, CONT, PING, PONG, CLOSE = (
     Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PING, Opcode.PONG, Opcode.CLOSE,
 )
@@ -57,7 +59,7 @@ class WebSocket:
         "proto", "loop", "state", "settings", "head", "handshake", "scope", "conn", "phase", "messages",
         "waiters", "pending", "fragments", "fragment_size", "decoder", "text", "connect_sent", "close_code",
         "close_reason", "task", "denial", "ping_handle", "ping_payload", "pong_handle", "close_handle",
-        "start_time", "accepted_at", "log_scope", "app_closed", "reading_held",
+        "start_time", "accepted_at", "log_scope", "app_closed", "reading_held", "plain",
     )
 
     def __init__(self, proto: "HttpProtocol", head: "RequestHead", handshake: Handshake,
@@ -92,6 +94,7 @@ class WebSocket:
         self.log_scope: Any = None
         self.app_closed = False
         self.reading_held = False  # reading paused by this object (pre-accept, or queue full)
+        self.plain = False  # open with no extension: the fast paths apply (fastpath.py)
 
     # -- start -----------------------------------------------------------------------------
     def start(self, data: bytes) -> None:
@@ -235,16 +238,30 @@ class WebSocket:
             if text is not None:
                 if not isinstance(text, str):
                     raise TypeError(f"websocket.send 'text' must be str, got {type(text).__name__}")
-                conn.send_text(text.encode("utf-8"))
+                data = text.encode("utf-8")
+                opcode = 1
             else:
                 data = message.get("bytes")
                 if data is None:
                     raise RuntimeError("websocket.send needs 'text' or 'bytes'")
                 if not isinstance(data, (bytes, bytearray, memoryview)):
                     raise TypeError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}")
-                conn.send_binary(data)
-            self.flush()
+                opcode = 2
             proto = self.proto
+            if self.plain:  # no extension: the header is all there is to build
+                if proto.closed:
+                    raise ClientDisconnected("WebSocket is closed")
+                header = frame_header(opcode, len(data))
+                if len(data) < BIG_WRITE:
+                    proto.transport.write(header + data)
+                else:
+                    proto.transport.writelines((header, data))
+            else:
+                if opcode == 1:
+                    conn.send_text(data)
+                else:
+                    conn.send_binary(data)
+                self.flush()
             if proto.write_paused:
                 await proto.drain()
             return
@@ -301,6 +318,7 @@ class WebSocket:
         conn = FrameProtocol(state=OPEN, max_size=settings.max_size, logger=_quiet)
         conn.extensions = extensions
         self.conn = conn
+        self.plain = not extensions
         self.phase = ACCEPTED
         self.accepted_at = time.perf_counter()
         proto.transport.write(response)
@@ -323,7 +341,23 @@ class WebSocket:
             if len(self.pending) > PENDING_LIMIT:
                 self.hold_reading()
             return
-        self.proto.idle_since = self.loop.time()
+        if self.plain and conn.state is OPEN and self.decoder is None and not self.fragments \
+                and conn.current_size is None and not conn.reader.buffer:
+            messages, used = split_messages(data, self.settings.max_size)
+            for is_text, payload in messages:
+                if is_text:
+                    try:
+                        self.deliver({"type": "websocket.receive", "text": payload.decode("utf-8")})
+                    except UnicodeDecodeError as exc:
+                        self.fail(conn, 1007, f"invalid UTF-8 at position {exc.start}")
+                        self.flush()
+                        return
+                else:
+                    self.deliver({"type": "websocket.receive", "bytes": payload})
+            if used == len(data):
+                return
+            if used:
+                data = data[used:]
         conn.receive_data(data)
         events = conn.events_received()
         if events:
