@@ -1,6 +1,8 @@
 """A short run of ``benchmarks/soak.py``: every byte of every response checked while the server is
 paused at random. Longer runs found a duplicated batch in the WSGI bridge and connections that
-stopped reading; this keeps a few seconds of it in CI, per parser and interface."""
+stopped reading; this keeps a few seconds of it in CI, per parser and interface. In the ASGI modes
+WebSocket clients run alongside (echoes of every size, bursts read slowly, the close handshake,
+resets), every message verified too."""
 from __future__ import annotations
 
 import os
@@ -26,3 +28,10 @@ def test_soak(http_impl: str, interface: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     found = re.search(rf"{mode} +(\d+) verified, 0 failed", proc.stdout)
     assert found and int(found.group(1)) > 50, proc.stdout
+    ws = re.search(r"; ws (\d+) connections .*?, (\d+) messages verified, (\d+) closed 1012, (\d+) failed", proc.stdout)
+    if interface == "wsgi":
+        assert ws is None, proc.stdout  # WSGI apps get no WebSockets: no WebSocket clients
+        return
+    assert ws is not None, proc.stdout
+    connections, messages, restarts, failed = map(int, ws.groups())
+    assert connections >= 4 and messages > 100 and restarts == 0 and failed == 0, proc.stdout
