@@ -7,7 +7,7 @@
 2. ``daemon.daemonize`` for ``-D`` (after the checks, so a bad option still fails in the
    foreground with exit 2).
 3. ``begin``, once logging is configured: one line per gunicorn option that was mapped or that
-   has no effect here (never silently), the process title, statsd's log counters.
+   has no effect here (never silently), the process title (-n), statsd's log counters.
 
 The CLI and ``asgiserve.run()`` both call these; ``Server.serve()`` (embedding) does not.
 """
@@ -69,7 +69,7 @@ def begin(config: Config) -> None:
             if client is not None:
                 client.workers(1)
                 client.close()
-    if not config.supervised:
+    if not config.supervised and config.proc_name:  # the supervisor titles itself and its workers
         from .proctitle import set_title
 
-        set_title("server", config)
+        set_title("server", config)  # only when asked: asgiserve.run() may be embedded in a program
