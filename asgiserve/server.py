@@ -81,6 +81,12 @@ class ServerState:
         self.proxy: Optional[ProxyHeaders] = ProxyHeaders(config) if config.proxy_headers else None
         self.access_logger = AccessLogger(config)
         self.access_log_enabled = self.access_logger.enabled
+        self.metrics: Any = None  # --metrics: a metrics.ServerMetrics, fed where the access line is made
+        if config.metrics:
+            from .metrics import ServerMetrics
+
+            self.metrics = self.access_logger.metrics = ServerMetrics(self)
+            self.access_log_enabled = True  # durations are measured, and every response reaches the logger
         self.limit_concurrency = config.limit_concurrency
         self.body_limit = config.limit_request_body or 2**64  # compared per body chunk: no None test
         self.limit_max_requests = config.limit_max_requests
@@ -201,6 +207,8 @@ class Server:
         self._stop_requested = threading.Event()
         self.interface = "asgi3"
         self.tls: Optional[ServerTLS] = None  # loaded by serve() unless set before
+        # --metrics under a supervisor: the worker sends its figures here instead of listening.
+        self.metrics_sink: Optional[Callable[[bytes], Any]] = None
 
     @property
     def total_requests(self) -> int:
@@ -254,6 +262,7 @@ class Server:
         servers: list[asyncio.AbstractServer] = []
         lifespan = Lifespan(self.app, config.lifespan, config.lifespan_startup_timeout, config.lifespan_shutdown_timeout)
         ticker: Optional[asyncio.Task[None]] = None
+        live: Any = None  # metrics_http.LiveFigures, with --metrics
         try:
             await lifespan.startup()
             state.lifespan_state = lifespan.state
@@ -279,12 +288,19 @@ class Server:
                 logger.info("Listening on %s", bind.describe(sock, self.tls is not None))
             logger.info("Using %s parser, %s loop.", state.http, type(loop).__module__.split(".")[0])
             ticker = loop.create_task(self._tick())
+            if state.metrics is not None:
+                from .metrics_http import LiveFigures
+
+                live = LiveFigures(self, state.metrics)
+                await live.start()
             self.started.set()
             await self._stop.wait()
             await self._shutdown(servers)
         finally:
             if ticker is not None:
                 ticker.cancel()
+            if live is not None:
+                live.close()
             for srv in servers:
                 srv.close()
             await lifespan.shutdown()
@@ -345,6 +361,7 @@ class Server:
                 # A request may have arrived meanwhile (even as the last one ended): serve it too.
                 if not state.tasks_pending() or state.loop.time() >= deadline:
                     break
+            await self._await_websocket_closes(state, deadline)
         self._abort_all(cancel=self._force)
         pending = state.live_tasks()
         if pending:
@@ -355,6 +372,24 @@ class Server:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
+
+    async def _await_websocket_closes(self, state: ServerState, deadline: float) -> None:
+        """WebSockets were sent close 1012 when the stop began: their clients get to answer it
+        before the TCP close (RFC 6455 7.1.1), within the grace and WebSocket.CLOSE_TIMEOUT."""
+        from .ws.connection import CLOSE_TIMEOUT
+
+        loop = state.loop
+        end = min(deadline, loop.time() + CLOSE_TIMEOUT)
+        state.waiting_event = asyncio.Event()
+        while any(p.ws is not None and not p.closed for p in state.connections):
+            remaining = end - loop.time()
+            if remaining <= 0:
+                break
+            state.waiting_event.clear()
+            try:
+                await asyncio.wait_for(state.waiting_event.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
 
     async def _await_in_flight(self, state: ServerState, deadline: float) -> None:
         if not state.tasks_pending():

@@ -486,6 +486,7 @@ class WebSocket:
         if eof:
             self.cancel_timers()
             proto.close()  # lingering: the client reads our close frame, no reset
+            self.state.waiting_changed()  # a shutdown may be waiting for this close handshake
 
     def send_close(self, code: int, reason: str) -> None:
         conn = self.conn

@@ -361,6 +361,21 @@ def test_shutdown_closes_open_websockets_with_1012(serve: Serve) -> None:
     assert not server.error, server.error
 
 
+def test_shutdown_waits_for_the_clients_close_frame_before_the_tcp_close(serve: Serve) -> None:
+    """RFC 6455 7.1.1: the TCP close follows both close frames. A client still sending when
+    the 1012 arrives answers it and reads the FIN afterwards, not a reset before its answer."""
+    server = serve(Echo(), timeout_graceful_shutdown=5)
+    with WSClient.connect(server.host, server.port) as ws:
+        server.server.request_shutdown()
+        assert ws.read_close(timeout=5)[0] == 1012
+        with pytest.raises(TimeoutError):
+            ws.wait_eof(timeout=0.5)  # the server waits for our close frame
+        ws.send_close(1012)
+        assert ws.wait_eof(timeout=5) == "eof"
+    server.thread.join(5)
+    assert not server.thread.is_alive()
+
+
 async def test_shutdown_seen_by_the_asyncio_client(serve: Serve) -> None:
     from websockets.asyncio.client import connect as aconnect
 
