@@ -378,18 +378,24 @@ class Server:
         before the TCP close (RFC 6455 7.1.1), within the grace and WebSocket.CLOSE_TIMEOUT."""
         from .ws.connection import CLOSE_TIMEOUT
 
+        end = min(deadline, state.loop.time() + CLOSE_TIMEOUT)
+        await self._wait_while(state, lambda: any(p.ws is not None and not p.closed for p in state.connections), end)
+
+    @staticmethod
+    async def _wait_while(state: ServerState, pending: Callable[[], bool], end: float) -> None:
+        """Wait until ``pending()`` is false or the loop time ``end``; re-checked whenever a
+        connection signals ``waiting_changed``."""
         loop = state.loop
-        end = min(deadline, loop.time() + CLOSE_TIMEOUT)
         state.waiting_event = asyncio.Event()
-        while any(p.ws is not None and not p.closed for p in state.connections):
+        while pending():
             remaining = end - loop.time()
             if remaining <= 0:
-                break
+                return
             state.waiting_event.clear()
             try:
                 await asyncio.wait_for(state.waiting_event.wait(), remaining)
             except asyncio.TimeoutError:
-                break
+                return
 
     async def _await_in_flight(self, state: ServerState, deadline: float) -> None:
         if not state.tasks_pending():
@@ -412,18 +418,8 @@ class Server:
         them up to GRACE to send it; it is then served with ``Connection: close``. Connections
         idle for longer were closed above: clients of persistent connections must be ready for
         that (RFC 9112 9.3.1), and it is rare for them to be sending at that very moment."""
-        loop = state.loop
-        deadline = loop.time() + min(GRACE, self.config.timeout_graceful_shutdown)
-        state.waiting_event = asyncio.Event()
-        while state.waiting_connections(since):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            state.waiting_event.clear()
-            try:
-                await asyncio.wait_for(state.waiting_event.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
+        end = state.loop.time() + min(GRACE, self.config.timeout_graceful_shutdown)
+        await self._wait_while(state, lambda: bool(state.waiting_connections(since)), end)
         for proto in state.waiting_connections(since):
             proto.close()
 

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.test_cli_process import Proc, error_lines, write_app
+from tests.integration.test_cli_process import error_lines, run, write_app  # noqa: F401 (run: a fixture)
 from tests.support import RunningServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -225,20 +225,6 @@ def test_unix_sockets_stay_plain_beside_tls(serve: Any, certs: Certs, tmp_path: 
 
 
 # -- the command line: bad certificates and flags ---------------------------------------------------
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Any]:
-    procs: list[Proc] = []
-
-    def start(*args: str) -> Proc:
-        proc = Proc(list(args), tmp_path)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-cert", "wrong-password", "key-missing"])
