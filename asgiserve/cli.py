@@ -149,6 +149,10 @@ def preflight(config: Config) -> None:
         parse_trusted(config.forwarded_allow_ips)
     if config.access_log_format:
         compile_format(config.access_log_format)
+    if config.metrics:
+        from .metrics_http import require_prometheus
+
+        require_prometheus()  # a missing package is one line (naming the extra) and exit 2
     if config.env_file:
         from .envfile import check_env_file
 

@@ -384,6 +384,10 @@ class Config:
         elif self.ssl_cert_reqs not in ("none", "0") and self.ssl_ca_certs is None:
             problems.append("--ssl-cert-reqs optional/required needs --ssl-ca-certs to verify clients with")
         problems += self._check_gunicorn_options()
+        if self.metrics is not None:
+            from .metrics_http import address_problems
+
+            problems += address_problems(self.metrics)
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -188,8 +188,13 @@ class AccessLogger:
         self.enabled = self.lines or self.statsd is not None
         self.render: LineFn = compile_format(config.access_log_format) if config.access_log_format else default_line
         self._info = self.logger.info
+        self.metrics: Any = None  # --metrics: ServerState sets its metrics.ServerMetrics here
 
     def log(self, scope: Scope, status: int, response_headers: Headers, bytes_sent: int, duration: float) -> None:
+        if self.metrics is not None:
+            self.metrics.request(status, duration)
+            if not self.lines and self.statsd is None:
+                return
         if self.statsd is not None:
             self.statsd.request(status, duration)
             if not self.lines:

@@ -8,6 +8,11 @@ and a long run, so start-up cancels out. Instruction counts move by well under 1
 on this noisy machine, where timings move by 5%.
 
     .venv/bin/python -m benchmarks.costs [--http h11] [--request browser] [--requests N] [--instructions]
+                                         [--access-log] [--metrics]
+
+--access-log writes the access line (to a logger with no handler: the formatting is counted, not
+the write); --metrics turns on the live figures' counting (their listener is not started: a
+scrape is not per request).
 """
 from __future__ import annotations
 
@@ -85,13 +90,19 @@ class _Transport:
         pass
 
 
-async def _serve(http: str, count: int, request: bytes) -> float:
+async def _serve(http: str, count: int, request: bytes, access_log: bool = False, metrics: bool = False) -> float:
     from asgiserve.config import Config
     from asgiserve.http.protocol import HttpProtocol
     from asgiserve.server import Server, ServerState
     from benchmarks.apps.asgi_raw import app
 
-    config = Config(app="benchmarks.apps.asgi_raw:app", http=http, access_log=False)
+    config = Config(app="benchmarks.apps.asgi_raw:app", http=http, access_log=access_log,
+                    metrics="127.0.0.1:0" if metrics else None)
+    if access_log:
+        import logging
+
+        logging.getLogger("asgiserve.access").setLevel(logging.INFO)
+        logging.getLogger("asgiserve.access").propagate = False
     loop = asyncio.get_running_loop()
     state = ServerState(Server(config), config, app, loop)
     done: asyncio.Future[None] = loop.create_future()
@@ -103,21 +114,23 @@ async def _serve(http: str, count: int, request: bytes) -> float:
     return (time.perf_counter() - start) / count
 
 
-def wall(http: str, count: int, request: str = "wrk") -> float:
+def wall(http: str, count: int, request: str = "wrk", access_log: bool = False, metrics: bool = False) -> float:
     import uvloop
 
-    return uvloop.run(_serve(http, count, REQUESTS[request]))
+    return uvloop.run(_serve(http, count, REQUESTS[request], access_log, metrics))
 
 
-def instructions(http: str, count: int, request: str = "wrk") -> int:
+def instructions(http: str, count: int, request: str = "wrk", access_log: bool = False, metrics: bool = False) -> int:
     """Instructions per request: callgrind totals of a run of 2,000 and one of 2,000 + ``count``."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install -y valgrind")
     totals = []
+    flags = ["--access-log"] * access_log + ["--metrics"] * metrics
     for n in (2000, 2000 + count):
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-m", "benchmarks.costs", "--http", http, "--request", request, "--requests", str(n)],
+             sys.executable, "-m", "benchmarks.costs", "--http", http, "--request", request, "--requests", str(n),
+             *flags],
             capture_output=True, text=True, check=True, cwd=REPO,
         ).stderr
         match = re.search(r"Collected : (\d+)", out)
@@ -133,13 +146,16 @@ def main(argv: "list[str] | None" = None) -> None:
     parser.add_argument("--request", default="wrk", choices=sorted(REQUESTS), help="the request's shape")
     parser.add_argument("--requests", type=int, default=20000, help="how many")
     parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind")
+    parser.add_argument("--access-log", action="store_true", help="format the access line of each request")
+    parser.add_argument("--metrics", action="store_true", help="count the live figures (--metrics)")
     args = parser.parse_args(argv)
+    what = f"{args.http}, {args.request} request" + ", access log" * args.access_log + ", metrics" * args.metrics
     if args.instructions:
-        count = instructions(args.http, args.requests, args.request)
-        print(f"{count} instructions per request ({args.http}, {args.request} request)")
+        count = instructions(args.http, args.requests, args.request, args.access_log, args.metrics)
+        print(f"{count} instructions per request ({what})")
     else:
-        took = wall(args.http, args.requests, args.request)
-        print(f"{took * 1e6:.2f} µs per request ({args.http}, {args.request} request, no I/O)")
+        took = wall(args.http, args.requests, args.request, args.access_log, args.metrics)
+        print(f"{took * 1e6:.2f} µs per request ({what}, no I/O)")
 
 
 if __name__ == "__main__":

@@ -273,6 +273,8 @@ class HttpProtocol(asyncio.Protocol):
         logger.info('Invalid request from %s: %d %s', self.client_label(), status, reason)
         if not self.closed:
             self.transport.write(error_response(status, reason, self.state.default_headers, extra))
+            if self.state.metrics is not None:
+                self.state.metrics.rejected(status)
             self.close()
 
     # -- cycle bookkeeping --------------------------------------------------------------

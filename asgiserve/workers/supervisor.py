@@ -32,7 +32,7 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Optional
 
 from .. import bind, hooks, systemd
@@ -81,6 +81,8 @@ class Supervisor:
         self.uid, self.gid = resolve_ids(config)
         self.watchdog = systemd.watchdog_interval()
         self.next_watchdog = 0.0
+        self.restarts: Counter[str] = Counter()  # workers replaced, by cause (shown by --metrics)
+        self.live: Any = None  # --metrics: metrics_http.SupervisorFigures, one more fd in the poll loop
         from ..statsd import from_config
 
         self.metrics = from_config(config)  # --statsd-host: gunicorn.workers as the count changes
@@ -110,6 +112,10 @@ class Supervisor:
             self._chown_unix_sockets()
             for sock in self.sockets:
                 logger.info("Listening on %s", bind.describe(sock, self.config.ssl_certfile is not None))
+            if config.metrics:  # workers send their figures; this listener combines them
+                from ..metrics_http import SupervisorFigures
+
+                self.live = SupervisorFigures(config.metrics, self.poller, self)
             if pid_file:
                 pid_file.write()
             child.set_title("master", config)
@@ -123,6 +129,8 @@ class Supervisor:
         finally:
             for w in list(self.workers.values()):
                 self._close_channel(w)
+            if self.live is not None:
+                self.live.close()
             bind.cleanup(self.sockets)
             if pid_file:
                 pid_file.remove()
@@ -168,13 +176,15 @@ class Supervisor:
             if self.stopping and not self.workers:
                 return
             timeout = self._next_wakeup()
-            for fd, _ in self.poller.poll(timeout * 1000):
+            for fd, events in self.poller.poll(timeout * 1000):
                 if fd == self.wakeup[0]:
                     try:
                         while os.read(fd, 512):
                             pass
                     except BlockingIOError:
                         pass
+                elif self.live is not None and self.live.owns(fd):
+                    self.live.handle(fd, events)
                 else:
                     self._read_channel(fd)
             while self.signals:
@@ -182,6 +192,8 @@ class Supervisor:
             self.reap_workers()
             self.murder_workers()
             self._report()
+            if self.live is not None:
+                self.live.sweep()
 
     def _next_wakeup(self) -> float:
         now = time.monotonic()
@@ -297,6 +309,7 @@ class Supervisor:
             return
         for w in live:
             if w.generation != self.generation or w.retiring:
+                self.restarts["max_requests" if w.retiring else "reload"] += 1
                 self.stop_worker(w, signal.SIGTERM, self._graceful_deadline(now))
         if not self.announced or self.reloading:
             what = "Reload complete" if self.announced else "Ready"
@@ -322,7 +335,8 @@ class Supervisor:
                 return child.run(config, self.sockets, self.loaded, channel, max_requests, self.uid, self.gid)
 
         try:
-            pid, r = fork_worker(in_child, close_in_child=(*self.wakeup, *self.by_fd))
+            live_fds = self.live.fds() if self.live is not None else ()
+            pid, r = fork_worker(in_child, close_in_child=(*self.wakeup, *self.by_fd, *live_fds))
         except OSError as exc:
             logger.error("Could not fork a worker: %s", exc)
             self._record_crash()
@@ -367,6 +381,9 @@ class Supervisor:
             w.retiring = True
             logger.info("Worker %d reached --max-requests (%d); starting its replacement first.",
                         w.pid, w.max_requests)
+        elif kind == b"S":
+            if self.live is not None:
+                self.live.gatherer.update(w.pid, line[1:])
         elif kind == b"E":
             try:
                 w.error = json.loads(line[1:].decode("utf-8", "replace"))
@@ -395,6 +412,8 @@ class Supervisor:
             w = self.workers.pop(pid, None)
             if w is not None:
                 self._close_channel(w)
+                if self.live is not None:
+                    self.live.gatherer.retire(pid)  # its counters stay in the totals
                 self.on_worker_exit(w, status)
                 hooks.child_exit(self, pid)
 
@@ -412,8 +431,10 @@ class Supervisor:
             self.on_boot_failure(w, text)
             return
         if clean:
+            self.restarts["exit"] += 1
             logger.info("Worker %d %s; replacing it.", w.pid, text)
             return
+        self.restarts["timeout" if w.aborted else "crash"] += 1
         logger.error("Worker %d %s; replacing it.", w.pid, text)
         self._record_crash()
 
@@ -430,6 +451,7 @@ class Supervisor:
     def on_boot_failure(self, w: Worker, text: str) -> None:
         reason = self.show_boot_error(w, text)
         if w.generation in self.booted_generations:  # this code did boot: likely transient
+            self.restarts["boot_failure"] += 1
             logger.error("Worker %d failed to boot: %s", w.pid, reason)
             self._record_crash()
             return

@@ -9,6 +9,7 @@ The worker talks to the supervisor over a pipe, one short line per message:
   ``M``   ``--max-requests`` reached: the supervisor starts a replacement and only stops this
           worker (gracefully) once the replacement serves, so no connection finds nobody.
   ``E{json}`` the worker could not boot: message (and traceback) for the supervisor to report.
+  ``S{json}`` --metrics: this worker's figures, twice a second and once more as it stops.
 A write that fails with EPIPE means the supervisor is gone: the worker drains and exits.
 
 Signals: the supervisor blocks its signals around fork(), so the child starts with them
@@ -192,6 +193,8 @@ def _serve(config: Config, sockets: list[socket.socket], loaded: Any, channel: C
     server = Server(config, app=hooks.wrap_app(loaded.app, loaded.interface))  # pre/post_request, if set
     server.interface = loaded.interface
     server.tls = server_tls
+    if config.metrics:  # the supervisor listens and combines the workers' figures (metrics.py)
+        server.metrics_sink = lambda data: channel.send(b"S" + data)
     interrupts = 0
 
     def on_stop(sig: signal.Signals) -> None:

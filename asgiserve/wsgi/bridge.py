@@ -40,7 +40,7 @@ from .appside import (
 )
 from .environ import build_environ
 from .filewrapper import FileWrapper
-from .pool import ThreadPool
+from .pool import SERVED_BY_POOL, ThreadPool
 from .streams import ClientDisconnected, ErrorStream, InputStream
 
 logger = logging.getLogger("asgiserve.error")
@@ -201,7 +201,10 @@ class Exchange(AppSide):
         self.body_done = not more
         environ["wsgi.input"] = InputStream(first, more, limit, self._fetch)
         self.context = contextvars.copy_context()
-        self.mw.pool.submit(run_in_thread, self)
+        pool = self.mw.pool
+        if pool.wait_counts is not None:  # --metrics: this request counts as WSGI
+            SERVED_BY_POOL.set(pool)
+        pool.submit(run_in_thread, self)
         try:
             await self._pump()
         except _Gone:
