@@ -108,7 +108,7 @@ def core_busy_seconds(cpu: Optional[int]) -> float:
 
 def _drain(p: ServerProcess, path: str, timeout: float) -> None:
     with contextlib.suppress(OSError):
-        probe(p.port, path, timeout=timeout)
+        probe(p.port, path, timeout=timeout, tls=p.opts.tls)
 
 
 def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, str]) -> list[dict[str, Any]]:

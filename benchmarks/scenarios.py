@@ -12,6 +12,7 @@ JSON_OPTS = Opts(limit_body=JSON_BODY, limit_type="application/json")
 MIB = 1 << 20
 
 ASGI_SERVERS = ("asgiserve", "asgiserve-h11", "uvicorn", "uvicorn-h11", "hypercorn", "granian", "limit")
+HTTPS_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian")
 WSGI_SERVERS = ("asgiserve-wsgi", "gunicorn-sync", "gunicorn-gthread", "uvicorn-a2wsgi", "granian-wsgi")
 BODY_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian",
                 "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
@@ -110,6 +111,8 @@ def all_scenarios() -> list[Scenario]:
                  unique_targets=True,
                  notes="wrk's Lua request() makes every head unique (/?n=1, /?n=2, ...): no per-connection "
                        "reuse of an identical previous head can help, and wrk itself works harder"),
+        Scenario("https-plaintext", "Raw ASGI plaintext over HTTPS (TLS 1.3, keep-alive, one certificate)",
+                 "throughput", _by_app(HTTPS_SERVERS, raw, opts=Opts(tls=True))),
         Scenario("json", "Raw ASGI JSON", "throughput", _by_app(ASGI_SERVERS, raw, opts=JSON_OPTS), path="/json"),
         Scenario("starlette", "Starlette route", "throughput", _by_app(ASGI_SERVERS, A + "starlette_app:app")),
         Scenario("fastapi", "FastAPI route", "throughput",

@@ -35,9 +35,33 @@ class Opts:
     limit_body: str = "Hello, world!"  # what the limit server answers
     limit_type: str = "text/plain; charset=utf-8"
     ws: Optional[str] = None  # WebSocket scenarios: uvicorn's --ws value; granian keeps WebSockets on
+    tls: bool = False  # serve HTTPS with the harness's self-signed certificate (tls_files())
 
 
 Builder = Callable[[str, int, Opts], list[str]]
+
+
+def tls_files() -> tuple[str, str]:
+    """A self-signed P-256 certificate for 127.0.0.1 and its PKCS#8 key (granian wants PKCS#8),
+    made once with openssl into benchmarks/.work/tls/."""
+    folder = os.path.join(REPO, "benchmarks", ".work", "tls")
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    if not (os.path.exists(cert) and os.path.exists(key)):
+        os.makedirs(folder, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )
+    return cert, key
+
+
+def _tls_args(o: Opts, cert_flag: str, key_flag: str) -> list[str]:
+    if not o.tls:
+        return []
+    cert, key = tls_files()
+    return [cert_flag, cert, key_flag, key]
 
 
 @dataclass(frozen=True)
@@ -56,7 +80,7 @@ def _asgiserve(http: str) -> Builder:
                "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
         if o.keep_alive is not None:
             cmd += ["--timeout-keep-alive", str(o.keep_alive)]
-        return cmd
+        return cmd + _tls_args(o, "--ssl-certfile", "--ssl-keyfile")
     return build
 
 
@@ -72,7 +96,7 @@ def _uvicorn(http: str, lifespan: str = "on") -> Builder:
             cmd += ["--timeout-keep-alive", str(int(o.keep_alive))]
         if o.ws is not None:
             cmd += ["--ws", o.ws]
-        return cmd
+        return cmd + _tls_args(o, "--ssl-certfile", "--ssl-keyfile")
     return build
 
 
@@ -89,7 +113,7 @@ def _hypercorn(app: str, port: int, o: Opts) -> list[str]:
            "--worker-class", "uvloop", "--log-level", "warning"]
     if o.keep_alive is not None:
         cmd += ["--keep-alive", str(int(o.keep_alive))]
-    return cmd
+    return cmd + _tls_args(o, "--certfile", "--keyfile")
 
 
 def _granian(interface: str) -> Builder:
@@ -106,7 +130,7 @@ def _granian(interface: str) -> Builder:
             # hyper closes idle keep-alive connections at its header-read timeout, and granian stops
             # accepting beyond --backpressure (default: backlog) open connections.
             cmd += ["--http1-header-read-timeout", "60000", "--backpressure", "20000"]
-        return cmd + [app]
+        return cmd + _tls_args(o, "--ssl-certificate", "--ssl-keyfile") + [app]
     return build
 
 
@@ -169,7 +193,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.opts.tls else 'http'}://{HOST}:{self.port}"
 
     def output(self) -> str:
         self.log.seek(0)
@@ -182,7 +206,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                probe(self.port, path, timeout=2.0)
+                probe(self.port, path, timeout=2.0, tls=self.opts.tls)
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -268,9 +292,15 @@ def _safe(fn: Callable[[], int], p: psutil.Process) -> int:
         return 0
 
 
-def probe(port: int, path: str, timeout: float, method: str = "GET") -> int:
+def probe(port: int, path: str, timeout: float, method: str = "GET", tls: bool = False) -> int:
     """One request on a fresh connection; returns the status. Used for readiness and to drain queues."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    if tls:
+        import ssl
+
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            HOST, port, timeout=timeout, context=ssl._create_unverified_context())  # the harness's own certificate
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         body = b"x" if method == "POST" else None
         conn.request(method, path, body=body)
