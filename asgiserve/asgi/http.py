@@ -4,6 +4,9 @@ Message order is enforced here (start, then body*, then nothing); framing is dec
 the first body message arrives, so a one-message response goes out as a single write with a
 computed Content-Length. Errors never produce invalid bytes on the wire: before the response
 has started the client gets a 500; after, the connection is closed.
+
+The wire is the cycle's ``proto``, a ``channel.Channel``: the HTTP/1.1 connection, or one
+HTTP/2 stream. The cycle never frames bytes itself.
 """
 from __future__ import annotations
 
@@ -16,17 +19,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import unquote, urlsplit
 
 from ..http.events import RequestHead
-from ..http.response import (
-    CONTINUE_100,
-    ResponseError,
-    ResponseHead,
-    error_response,
-    prepare_head,
-    status_line,
-)
+from ..http.response import ResponseError, ResponseHead, prepare_head
 
 if TYPE_CHECKING:
-    from ..http.protocol import HttpProtocol
+    from .channel import Channel
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -35,7 +31,6 @@ WAITING, STARTED, DONE = 0, 1, 2
 
 DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
 FILE_CHUNK = 256 * 1024
-BIG_WRITE = 16 * 1024  # body size from which framing pieces are written as a list, not joined
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
 
 
@@ -80,7 +75,7 @@ class RequestCycle:
         "http10", "head_pending", "peer_eof", "body_allowed", "received", "seen", "seen_at",
     )
 
-    def __init__(self, proto: "HttpProtocol", head: RequestHead) -> None:
+    def __init__(self, proto: "Channel", head: RequestHead) -> None:
         self.proto = proto
         self.head = head
         self.scope: Any = None
@@ -191,8 +186,7 @@ class RequestCycle:
     def reject(self, status: int, message: str) -> None:
         self.response = DONE
         self.status = status
-        extra = RETRY_AFTER if status == 503 else b""
-        self.proto.transport.write(error_response(status, message, self.proto.state.default_headers, extra))
+        self.proto.write_error(status, message, RETRY_AFTER if status == 503 else b"")
         self.log_access()
         self.proto.cycle_finished(self, False)
 
@@ -275,9 +269,7 @@ class RequestCycle:
         self.status = 500
         proto = self.proto
         if not proto.closed and not self.disconnected:
-            proto.transport.write(
-                error_response(500, "Internal Server Error", proto.state.default_headers)
-            )
+            proto.write_error(500, "Internal Server Error")
         self.log_access()
         proto.cycle_finished(self, False)
 
@@ -302,7 +294,7 @@ class RequestCycle:
                     return dict(DISCONNECT)
             elif self.expect_continue and self.response == WAITING:
                 self.expect_continue = False
-                self.proto.transport.write(CONTINUE_100)
+                self.proto.write_continue()
             # Several tasks may wait at once (e.g. a disconnect listener beside the handler),
             # and any one of them may be cancelled: each gets its own future.
             waiter = self.proto.loop.create_future()
@@ -356,15 +348,18 @@ class RequestCycle:
     def write_body(self, body: bytes, more: bool) -> None:
         size = len(body)
         if self.head_pending:
-            # First body message: decide framing and write the head together with it.
+            # First body message: the channel decides framing and writes the head with it.
             head = self.head_info
             assert head is not None
-            if head.content_length is not None and size > head.content_length and not self.is_head:
-                raise RuntimeError("Response content longer than Content-Length")
+            if head.content_length is not None and not self.is_head:
+                if size > head.content_length:
+                    raise RuntimeError("Response content longer than Content-Length")
+                if not head.bodiless:
+                    self.remaining = head.content_length
             self.head_pending = False
-            out = self.encode_head(head, body, more)
+            first = True
         else:
-            out = []
+            first = False
             if self.remaining is not None and size > self.remaining:
                 self.finish(False)
                 raise RuntimeError("Response content longer than Content-Length")
@@ -374,58 +369,9 @@ class RequestCycle:
             self.remaining = remaining
         if size and self.body_allowed:
             self.bytes_sent += size
-            if self.chunked:
-                out += (b"%x\r\n" % size, body, b"\r\n")
-            else:
-                out.append(body)
-        if not more and self.chunked:
-            out.append(b"0\r\n\r\n")
-        if out:
-            if size < BIG_WRITE:
-                self.proto.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            else:  # uvloop hands the pieces to writev: a large body is not copied to frame it
-                self.proto.transport.writelines(out)
+        self.proto.write_response(self, first, body, more)
         if not more:
             self.finish(remaining is None or remaining == 0 or self.is_head)
-
-    def encode_head(self, head: ResponseHead, body: bytes, more: bool) -> list[bytes]:
-        proto = self.proto
-        status = head.status
-        # Shutting down: close after this response, unless requests already wait behind it
-        # (pipelined): those are answered first, the last one with Connection: close.
-        keep_alive = self.keep_alive and not head.close and (not proto.state.shutting_down or len(proto.queue) > 1)
-        if self.expect_continue:
-            # The client still waits for a 100 Continue we will never send: whether it then
-            # sends the body or not is ambiguous, so this connection can't be reused.
-            keep_alive = False
-        defaults = proto.state.default_headers if not head.own_defaults else proto.state.defaults_without(head)
-        parts = [status_line(status), defaults, head.header_bytes]
-        if head.bodiless:
-            if head.content_length is not None and status == 304:
-                parts.append(b"content-length: %d\r\n" % head.content_length)
-        elif head.content_length is not None:
-            parts.append(b"content-length: %d\r\n" % head.content_length)
-            if not self.is_head:
-                self.remaining = head.content_length
-        elif self.is_head:
-            if body and not more:  # the app sent the whole body a GET would get: its length is the truth
-                parts.append(b"content-length: %d\r\n" % len(body))
-            # else: the GET length is unknown, and claiming 0 would be a lie; none is needed
-        elif not more:
-            parts.append(b"content-length: %d\r\n" % len(body))
-        elif self.http10:
-            keep_alive = False  # close-delimited
-        else:
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-        if not keep_alive:
-            parts.append(b"connection: close\r\n\r\n")
-        elif self.http10:
-            parts.append(b"connection: keep-alive\r\n\r\n")
-        else:
-            parts.append(b"\r\n")
-        self.keep_alive = keep_alive
-        return parts
 
     async def send_file(self, message: Any) -> None:
         """http.response.zerocopysend: send a file without reading it whole.

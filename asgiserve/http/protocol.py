@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..asgi.http import RequestCycle
 from .events import BodyChunk, MessageEnd, ParseError, RequestHead, Upgrade
-from .response import error_response
+from .response import CONTINUE_100, ResponseHead, error_response, status_line
 
 if TYPE_CHECKING:
     from ..server import ServerState
@@ -41,6 +41,7 @@ BODY_HIGH_WATER = 256 * 1024
 MAX_PIPELINE = 32
 LINGER = 10.0  # seconds a closing connection may take to flush before it is aborted
 LINGER_READ = 2.0  # seconds a closing connection keeps reading until the client closes too
+BIG_WRITE = 16 * 1024  # body size from which framing pieces are written as a list, not joined
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -276,6 +277,67 @@ class HttpProtocol(asyncio.Protocol):
             if self.state.metrics is not None:
                 self.state.metrics.rejected(status)
             self.close()
+
+    # -- the Channel a RequestCycle writes through (asgi/channel.py) -----------------------
+    def write_response(self, cycle: RequestCycle, first: bool, body: bytes, more: bool) -> None:
+        size = len(body)
+        if first:
+            # The head: framing (Content-Length, chunked or close) and keep-alive are decided here.
+            head: Optional[ResponseHead] = cycle.head_info
+            assert head is not None
+            status = head.status
+            # Shutting down: close after this response, unless requests already wait behind it
+            # (pipelined): those are answered first, the last one with Connection: close.
+            keep_alive = cycle.keep_alive and not head.close and (not self.state.shutting_down or len(self.queue) > 1)
+            if cycle.expect_continue:
+                # The client still waits for a 100 Continue we will never send: whether it then
+                # sends the body or not is ambiguous, so this connection can't be reused.
+                keep_alive = False
+            defaults = self.state.default_headers if not head.own_defaults else self.state.defaults_without(head)
+            out = [status_line(status), defaults, head.header_bytes]
+            if head.bodiless:
+                if head.content_length is not None and status == 304:
+                    out.append(b"content-length: %d\r\n" % head.content_length)
+            elif head.content_length is not None:
+                out.append(b"content-length: %d\r\n" % head.content_length)
+            elif cycle.is_head:
+                if body and not more:  # the app sent the whole body a GET would get: its length is the truth
+                    out.append(b"content-length: %d\r\n" % size)
+                # else: the GET length is unknown, and claiming 0 would be a lie; none is needed
+            elif not more:
+                out.append(b"content-length: %d\r\n" % size)
+            elif cycle.http10:
+                keep_alive = False  # close-delimited
+            else:
+                cycle.chunked = True
+                out.append(b"transfer-encoding: chunked\r\n")
+            if not keep_alive:
+                out.append(b"connection: close\r\n\r\n")
+            elif cycle.http10:
+                out.append(b"connection: keep-alive\r\n\r\n")
+            else:
+                out.append(b"\r\n")
+            cycle.keep_alive = keep_alive
+        else:
+            out = []
+        if size and cycle.body_allowed:
+            if cycle.chunked:
+                out += (b"%x\r\n" % size, body, b"\r\n")
+            else:
+                out.append(body)
+        if not more and cycle.chunked:
+            out.append(b"0\r\n\r\n")
+        if out:
+            if size < BIG_WRITE:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            else:  # uvloop hands the pieces to writev: a large body is not copied to frame it
+                self.transport.writelines(out)
+
+    def write_error(self, status: int, message: str, extra: bytes = b"") -> None:
+        self.transport.write(error_response(status, message, self.state.default_headers, extra))
+
+    def write_continue(self) -> None:
+        self.transport.write(CONTINUE_100)
 
     # -- cycle bookkeeping --------------------------------------------------------------
     def cycle_finished(self, cycle: RequestCycle, keep_alive: bool) -> None:
