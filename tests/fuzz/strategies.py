@@ -620,6 +620,42 @@ def valid_streams(draw: Callable[..., Any]) -> Stream:
     return Stream(raw, {}, model)
 
 
+def _masked(opcode: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@st.composite
+def websocket_streams(draw: Callable[..., Any]) -> Stream:
+    """0-2 plain requests, a WebSocket handshake (usually valid), then frames or other bytes."""
+    limits = Limits()
+    raw = b"".join(draw(requests(limits, odd=False)).raw for _ in range(draw(st.integers(0, 2))))
+    method = b"GET" if _chance(draw, 90) else draw(st.sampled_from([b"POST", b"HEAD", b"OPTIONS"]))
+    version = b"HTTP/1.1" if _chance(draw, 90) else b"HTTP/1.0"
+    fields = [b"Host: a", b"Upgrade: " + draw(st.sampled_from([b"websocket", b"WebSocket", b"h2c, websocket"])),
+              b"Connection: " + draw(st.sampled_from([b"Upgrade", b"keep-alive, Upgrade", b"upgrade"]))]
+    if _chance(draw, 95):
+        fields.append(b"Sec-WebSocket-Key: " + (WS_KEY if _chance(draw, 90) else b"c2hvcnQ="))
+    if _chance(draw, 95):
+        fields.append(b"Sec-WebSocket-Version: " + (b"13" if _chance(draw, 90) else b"8"))
+    if _chance(draw, 20):
+        fields.append(b"Sec-WebSocket-Protocol: chat, superchat")
+    if _chance(draw, 10):
+        fields.append(b"Content-Length: 3")
+    fields = draw(st.permutations(fields))
+    raw += method + b" /ws?x=1 " + version + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
+    tail = draw(st.lists(st.sampled_from([
+        _masked(1, b"hello"), _masked(2, b"\x00\xff"), _masked(9, b"p"), _masked(8, b"\x03\xe8"),
+        _masked(1, b"\xff"), b"\x81\x05hello", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\x00", b"abc",
+    ]), max_size=3))
+    return Stream(raw + b"".join(tail), {})
+
+
+@st.composite
+def mixed_streams(draw: Callable[..., Any], max_requests: int = 4) -> Stream:
+    """``streams`` most of the time, ``websocket_streams`` (a handshake and frames) otherwise."""
+    return draw(streams(max_requests) if _chance(draw, 85) else websocket_streams())
+
+
 @st.composite
 def splits(draw: Callable[..., Any], length: int) -> list[int]:
     """Cut points in a stream of ``length`` bytes: whole, byte by byte, a few or many random cuts."""

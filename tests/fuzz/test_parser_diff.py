@@ -28,7 +28,7 @@ from asgiserve.http import parse_h11
 from asgiserve.http.events import BodyChunk, MessageEnd, ParseError, RequestHead, Upgrade
 from asgiserve.http.framing import CHUNKED, METHODS
 from asgiserve.http.parser import make_parser
-from tests.fuzz.strategies import LONG, Stream, fuzz_settings, pieces, splits, streams, valid_streams, watchdog
+from tests.fuzz.strategies import LONG, Stream, fuzz_settings, mixed_streams, pieces, splits, valid_streams, watchdog
 
 PARSERS = ("httptools", "h11")
 STATUSES = {400, 414, 431, 505}
@@ -241,7 +241,7 @@ def describe(stream: Stream, upgrades: bool, cuts: list[list[int]], results: dic
 
 
 @fuzz_settings()
-@given(cases(streams()))
+@given(cases(mixed_streams()))
 def test_backends_agree(case: tuple[Stream, bool, list[int], list[int]]) -> None:
     stream, upgrades, cuts_a, cuts_b = case
     cuts = [cuts_a, cuts_b]
