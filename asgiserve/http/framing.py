@@ -86,12 +86,11 @@ def inspect_head(
 
     ``headers`` are (lower-cased name, stripped value) in wire order. Raises ``Reject``.
     """
-    if method not in METHODS:  # before the version: llhttp rejects a method as it reads it
+    # The order is byte order where it matters: llhttp rejects a method, a target and a long
+    # request line as it reads them, and the head-size limits are checked as a head arrives; the
+    # version is judged once the head is whole. So the answer does not depend on how it was split.
+    if method not in METHODS:
         raise Reject(400, "Invalid method")
-    if version != "1.1" and version != "1.0":
-        if version == "0.9":
-            raise Reject(400, "HTTP/0.9 is not supported")
-        raise Reject(505, "HTTP version not supported")
     if target[:1] != b"/" or method == b"CONNECT":
         _check_target_form(method, target)
     if len(target) > limits.target_fast_max:
@@ -129,6 +128,10 @@ def inspect_head(
                 upgrade = value if upgrade is None else upgrade + b", " + value
             else:
                 forwarded = True
+    if version != "1.1" and version != "1.0":
+        if version == "0.9":
+            raise Reject(400, "HTTP/0.9 is not supported")
+        raise Reject(505, "HTTP version not supported")
     if hosts != 1 and (hosts or version == "1.1"):
         raise Reject(400, "Missing Host field" if not hosts else "Multiple Host fields")
     if encoding is not None:

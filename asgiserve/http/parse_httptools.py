@@ -233,6 +233,11 @@ class HttptoolsParser:
                         elif type(event) is RequestHead:
                             break
                         index -= 1
+            # Empty lines before a request line are skipped (RFC 9112 2.2), also a bare LF, or
+            # the LF that ends the previous head when a read cut its CRLFCRLF: none of them may
+            # be taken for the line break before a header field.
+            while start < len(data) and data[start] in b"\r\n":
+                start += 1
             self.pending = max(0, len(data) - start)
             self.meter = None
         try:

@@ -155,74 +155,30 @@ def outcomes(raw: bytes, cuts: list[list[int]], config: dict[str, int], upgrades
 LIFTED = {"limit_request_line": 1 << 20, "limit_request_fields": 1 << 16, "limit_request_field_size": 1 << 20}
 
 
-_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
-
-
-def _supported_versions(raw: bytes) -> bytes:
-    """``raw`` with every HTTP/x.y other than 1.0 and 1.1 made HTTP/1.1 (same length)."""
-    return _VERSION.sub(lambda m: m.group(0) if m.group(0) in (b"HTTP/1.0", b"HTTP/1.1") else b"HTTP/1.1", raw)
-
-
 def explain(stream: Stream, upgrades: bool, cuts: list[list[int]], results: dict[Any, Any]) -> str:
-    """Name a divergence that is documented or already known, "" for a new one.
+    """Name a documented divergence, "" for a new one.
 
     Only runs that differ in nothing but their final error status qualify. Then the stream is
-    run again with the size limits lifted, and/or with unsupported versions made HTTP/1.1, and
-    if every run then ends in the same place with one status, the divergence is "two problems
-    in one head, reported in a different order":
-
-    * 400 vs 414/431, and 400 everywhere without limits: documented (asgiserve/http/limits.py,
-      "a head that is both malformed and too large may get 400 instead of 414/431");
-    * 505 vs 414/431, and 505 everywhere without limits: known bug "version-vs-size";
-    * 505 vs 400, and 400 everywhere with supported versions: known bug "target-vs-version".
+    run again with the size limits lifted; if every run then ends in the same place with 400, it
+    is documented (asgiserve/http/limits.py: "a head that is both malformed and too large may
+    get 400 instead of 414/431"). (Fixed since: "version-vs-size" and "target-vs-version",
+    where 505 and 400/414/431 depended on the backend and the split; see KNOWN_FIXED.)
     """
     outs = list(results.values())
     if not all(o and o[-1][0] == "error" and o[:-1] == outs[0][:-1] for o in outs):
         return ""
     statuses = {o[-1][1] for o in outs}
-
-    def ends_with(raw: bytes, config: dict[str, int]) -> Any:
-        again = list(outcomes(raw, cuts, config, upgrades).values())
-        if all(o == outs[0][:-1] + [again[0][-1]] for o in again) and again[0][-1][0] == "error":
-            return again[0][-1][1]
-        return None
-
-    labels = []
-    if statuses & {414, 431}:
-        lifted = ends_with(stream.raw, LIFTED)
-        if lifted == 400 and statuses <= {400, 414, 431}:
+    if statuses & {414, 431} and statuses <= {400, 414, 431}:
+        again = list(outcomes(stream.raw, cuts, LIFTED, upgrades).values())
+        if all(o == outs[0][:-1] + [("error", 400)] for o in again):
             return "documented: malformed and too large, 400 or 414/431"
-        if lifted == 505 and statuses <= {505, 414, 431}:
-            return "known bug: version-vs-size"
-        labels.append("version-vs-size")
-    if 505 in statuses and 400 in statuses:
-        config = LIFTED if statuses & {414, 431} else stream.config
-        if ends_with(_supported_versions(stream.raw), config) == 400:
-            labels.append("target-vs-version")
-            return "known bug: " + " + ".join(labels)
     return ""
-
-
-def request_line_metered(raw: bytes, config: dict[str, int], upgrades: bool, cuts: list[list[int]],
-                         results: dict[Any, Any]) -> bool:
-    """Known bug "httptools-request-line-metered" (see SPLIT_KNOWN): only httptools runs differ,
-    some end in a 431 that h11 does not give, and with only the field-size limit lifted every
-    run gives what h11 gave."""
-    reference = results[("h11", 0)]
-    if any(results[("h11", n)] != reference for n in range(len(cuts))):
-        return False
-    if not any(results[("httptools", n)][-1:] == [("error", 431)] != reference[-1:] for n in range(len(cuts))):
-        return False
-    lifted = dict(config, limit_request_field_size=LIFTED["limit_request_field_size"])
-    return all(events == reference for events in outcomes(raw, cuts, lifted, upgrades).values())
 
 
 def excuse(stream: Stream, upgrades: bool, cuts: list[list[int]], results: dict[Any, Any]) -> str:
     """Why the runs may differ (a documented divergence or a known bug), or "" (a new bug)."""
     if known_bugs(stream.raw):
         return "known bug: " + ", ".join(known_bugs(stream.raw))
-    if request_line_metered(stream.raw, stream.config, upgrades, cuts, results):
-        return "known bug: httptools-request-line-metered"
     return explain(stream, upgrades, cuts, results)
 
 
@@ -273,9 +229,7 @@ def test_valid_streams_give_the_predicted_events(case: tuple[Stream, bool, list[
     expected = stream.expected(upgrades)
     note(describe(stream, upgrades, cuts, results) + f"\nexpected: {expected!r}")
     if any(events != expected for events in results.values()):
-        why = known_bugs(stream.raw) or (
-            ["httptools-request-line-metered"] if results[("h11", 0)] == expected
-            and request_line_metered(stream.raw, stream.config, upgrades, cuts, results) else [])
+        why = known_bugs(stream.raw)
         if why:
             event("known bug: " + ", ".join(why))
             return
@@ -306,33 +260,26 @@ KNOWN = [
     pytest.param(
         b"GET foo HTTP/2.0\r\nHost: a\r\n\r\n", {}, [("error", 400)],
         id="target-vs-version",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "h11: inspect_head checks the version (505) before the target form; llhttp rejects the "
-            "target as it reads it (400). The first problem in byte order is the target: 400"))),
+    ),
     pytest.param(
         b"GET /" + b"a" * 40 + b" HTTP/2.0\r\nHost: a\r\n\r\n", {"limit_request_line": 40}, [("error", 414)],
         id="version-vs-line-limit",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "h11, whole head: 505 (inspect_head checks the version before the request-line size); "
-            "httptools and h11 fed in pieces: 414, which comes first in byte order (the target)"))),
+    ),
     pytest.param(
         b"GET / HTTP/2.0\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", {"limit_request_fields": 2}, None,
         id="version-vs-field-count",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "h11, whole head: 505; h11 fed in pieces and httptools: 431 (too many fields). Backend- and "
-            "split-dependent"))),
+    ),
     pytest.param(
         b"GET / HTTP/2.0\r\nHost: a\r\nX: " + b"v" * 30 + b"\r\n\r\n", {"limit_request_field_size": 24}, None,
         id="version-vs-field-size",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "both backends: 505 for the whole head, 431 when fed byte by byte (split-dependent)"))),
+    ),
 ]
 
 
 _FIRST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 _LONG_TARGET = b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
-_METERED = (
-    "httptools: when a read holds the end of one request and the start of the next, whose request "
+_METERED = (  # fixed: kept as the regression tests' story
+    "httptools (fixed): when a read holds the end of one request and the start of the next, whose request "
     "line is not complete yet, _head_incomplete infers where the new head starts from the last "
     "CRLFCRLF in the read and measures what follows the last LF as a header field line. If an LF "
     "lies between them (an empty line sent as a bare LF, which both parsers skip, or the previous "
@@ -344,11 +291,11 @@ SPLIT_KNOWN = [
     pytest.param(
         _FIRST + _LONG_TARGET, {"limit_request_field_size": 4096}, [[len(_FIRST) - 1, len(_FIRST) + 4200]],
         id="httptools-request-line-metered-split-crlfcrlf",
-        marks=pytest.mark.xfail(strict=True, reason=_METERED)),
+    ),
     pytest.param(
         _FIRST + b"\n" + _LONG_TARGET, {"limit_request_field_size": 4096}, [[len(_FIRST) + 4200]],
         id="httptools-request-line-metered-bare-lf",
-        marks=pytest.mark.xfail(strict=True, reason=_METERED)),
+    ),
 ]
 
 
