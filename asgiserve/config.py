@@ -209,6 +209,33 @@ class Config:
         metavar="BOOLEAN",
     )
 
+    # -- HTTP/2 ----------------------------------------------------------------------
+    http2: bool = opt(
+        False, "Serve HTTP/2 too: ALPN h2 over TLS, prior-knowledge h2c on cleartext listeners (same port as "
+        "HTTP/1.1). Needs h2: pip install 'asgiserve[http2]'.", is_flag=True, secondary="--no-http2",
+    )
+    http2_max_concurrent_streams: int = opt(100, "HTTP/2 streams a client may have open on one connection.")
+    http2_max_header_list_size: int = opt(
+        65536, "Largest HTTP/2 request header list (decoded, RFC 9113 sizes); larger ends the connection.",
+        metavar="BYTES",
+    )
+    http2_header_table_size: int = opt(4096, "HPACK dynamic table size the client may use.", metavar="BYTES")
+    http2_max_frame_size: int = opt(
+        16384, "Largest HTTP/2 frame payload accepted (16384 to 16777215).", metavar="BYTES"
+    )
+    http2_initial_window_size: int = opt(
+        262144, "HTTP/2 stream flow-control window: request body bytes a client may send ahead of the app "
+        "reading them, per stream.", metavar="BYTES",
+    )
+    http2_connection_window_size: int = opt(
+        1048576, "HTTP/2 connection flow-control window: request body bytes buffered per connection, all "
+        "streams together.", metavar="BYTES",
+    )
+    http2_stall_timeout: float = opt(
+        30.0, "Seconds a response may wait for an HTTP/2 client to open its flow-control window; then the "
+        "connection is closed (GOAWAY). 0: no limit."
+    )
+
     # -- logging ---------------------------------------------------------------------
     log_level: str = opt("info", "Log level.", choices=LOG_LEVELS)
     log_config: Optional[str] = opt(None, "Logging configuration file: JSON (dictConfig) or .ini.", metavar="FILE")
@@ -374,6 +401,7 @@ class Config:
                 # These bytes go on the wire with every response: no spaces or separators in
                 # the name, no CR/LF/NUL (header injection) or non-ASCII in the value.
                 problems.append(f"--header {header!r}: invalid header name or value")
+        problems += self._check_http2_options()
         if self.ssl_handshake_timeout is not None and self.ssl_handshake_timeout <= 0:
             problems.append("--ssl-handshake-timeout must be more than 0")
         tls_only = ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
@@ -410,6 +438,28 @@ class Config:
         for name, value in mapped._asdict().items():
             object.__setattr__(self, name, value)
         return []
+
+    def _check_http2_options(self) -> list[str]:
+        problems = []
+        if self.http2_max_concurrent_streams < 1:
+            problems.append("--http2-max-concurrent-streams must be at least 1")
+        if not 16384 <= self.http2_max_frame_size <= 16777215:
+            problems.append("--http2-max-frame-size must be from 16384 to 16777215")
+        for name in ("http2_initial_window_size", "http2_connection_window_size"):
+            if not 65535 <= getattr(self, name) <= 2**31 - 1:
+                problems.append(f"--{name.replace('_', '-')} must be from 65535 to 2147483647")
+        if self.http2_max_header_list_size < 1024:
+            problems.append("--http2-max-header-list-size must be at least 1024")
+        if self.http2_header_table_size < 0:
+            problems.append("--http2-header-table-size must not be negative")
+        if self.http2_stall_timeout < 0:
+            problems.append("--http2-stall-timeout must not be negative")
+        if self.http2:
+            try:
+                import h2  # noqa: F401
+            except ImportError:
+                problems.append("--http2 needs the h2 package: pip install 'asgiserve[http2]'")
+        return problems
 
     def _check_gunicorn_options(self) -> list[str]:
         problems = []

@@ -15,13 +15,16 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable, Coroutine, Optional
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional
 
 from .asgi.lifespan import Lifespan
 from .config import Config
 from .http.protocol import HttpProtocol
 from .http.response import default_headers
 from .tls import ServerTLS
+
+if TYPE_CHECKING:
+    from .http2 import H2Settings
 
 logger = logging.getLogger("asgiserve.error")
 
@@ -61,6 +64,7 @@ class ServerState:
     def __init__(self, server: "Server", config: Config, app: Any, loop: asyncio.AbstractEventLoop,
                  interface: str = "asgi3", tls: Optional[ServerTLS] = None) -> None:
         from . import ws
+        from .http2 import H2Settings
         from .http.parser import parser_factory, resolve_http
         from .logs import AccessLogger
         from .proxy import ProxyHeaders
@@ -72,6 +76,7 @@ class ServerState:
         self.http = resolve_http(config.http)
         self.interface = interface
         self.websockets = ws.WebSocketSettings(config) if ws.enabled(config, interface) else None
+        self.http2: Optional[H2Settings] = H2Settings(config) if config.http2 else None
         self.tls = tls
         self.websocket_warned = False
         self.new_parser: Callable[[], Any] = parser_factory(self.http, config, self.websockets is not None)
@@ -327,6 +332,8 @@ class Server:
             for proto in list(state.connections):
                 if proto.head_since or proto.receiving is not None:
                     proto.check_deadlines(now, head_deadline, body_timeout)
+                elif proto.h2 is not None:
+                    proto.h2.check_deadlines(now)
                 # A head underway is not idleness: its own deadline applies (and answers 408).
                 if not proto.head_since and proto.is_idle() and proto.idle_since <= deadline:
                     proto.close()
@@ -345,6 +352,8 @@ class Server:
         for proto in list(state.connections):
             if proto.ws is not None:
                 proto.ws.going_away()  # close 1012; their apps are told now and wind down
+            elif proto.h2 is not None:
+                proto.h2.going_away()  # GOAWAY: no new streams; the accepted ones are answered
         started = state.loop.time()
         recent = started - GRACE
         for proto in list(state.connections):

@@ -62,7 +62,8 @@ def create_context(config: "Config") -> Optional[ssl.SSLContext]:
             context.set_ciphers(config.ssl_ciphers)
         except ssl.SSLError:
             raise TLSError(f"--ssl-ciphers {config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
-    context.set_alpn_protocols(["http/1.1"])
+    # With --http2, h2 first: a client offering both gets HTTP/2 (RFC 7301: the server's choice).
+    context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return context
 
 

@@ -33,6 +33,7 @@ from .response import CONTINUE_100, ResponseHead, error_response, status_line
 
 if TYPE_CHECKING:
     from ..server import ServerState
+    from ..http2.connection import H2Connection
     from ..ws.connection import WebSocket
 
 logger = logging.getLogger("asgiserve.error")
@@ -49,7 +50,7 @@ class HttpProtocol(asyncio.Protocol):
         "state", "loop", "transport", "parser", "client", "server", "scheme", "queue",
         "receiving", "buffered", "read_paused", "write_paused", "drain_waiter", "closed",
         "idle_since", "pending_error", "eof", "proxy", "fresh", "linger", "ws", "upgrade_head",
-        "pending_upgrade", "tls", "head_since",
+        "pending_upgrade", "tls", "head_since", "h2", "sniff", "sniffed",
     )
 
     def __init__(self, state: "ServerState") -> None:
@@ -78,6 +79,9 @@ class HttpProtocol(asyncio.Protocol):
         self.pending_upgrade: Optional[Upgrade] = None  # a WebSocket request waiting behind others
         self.tls: Optional[dict[str, Any]] = None  # the ASGI TLS extension, on TLS connections
         self.head_since = 0.0  # when the head being received began (0: none is)
+        self.h2: Optional["H2Connection"] = None  # after HTTP/2 was negotiated: input goes there
+        self.sniff = False  # h2c: the first bytes may be the HTTP/2 preface (set in connection_made)
+        self.sniffed = b""  # a first read shorter than the preface, and a prefix of it
 
     # -- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -104,6 +108,13 @@ class HttpProtocol(asyncio.Protocol):
             self.proxy = proxy  # decided once per connection, not per request
         self.idle_since = self.loop.time()
         self.state.connections.add(self)
+        if self.state.http2 is not None:
+            if self.scheme == "http":
+                self.sniff = True
+            elif ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                from .. import http2
+
+                http2.start(self, b"", self.state.http2)
         if self.state.shutting_down:
             self.state.close_when_idle(self)
 
@@ -120,6 +131,8 @@ class HttpProtocol(asyncio.Protocol):
             state.connection_gone()
         if self.ws is not None:
             self.ws.connection_lost()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         if self.fresh or self.state.shutting_down:
             self.state.waiting_changed()
         for cycle in self.queue:
@@ -135,6 +148,9 @@ class HttpProtocol(asyncio.Protocol):
             return False  # a lingering close is complete: the transport closes itself
         if self.ws is not None:
             return self.ws.eof_received()
+        if self.h2 is not None:
+            self.h2.connection_lost()  # HTTP/2 has no half-close: the client is gone
+            return False
         events = self.parser.feed_eof()
         if events:
             self.handle_events(events)
@@ -159,6 +175,8 @@ class HttpProtocol(asyncio.Protocol):
             self.drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        if self.h2 is not None:
+            self.h2.resume_writing()
         queue = self.queue
         if queue and queue[0].response_state() == 0 and queue[0].task is None and not self.closed:
             queue[0].start()  # held back by cycle_finished while writes were paused
@@ -177,10 +195,38 @@ class HttpProtocol(asyncio.Protocol):
         if self.ws is not None:
             self.ws.data_received(data)
             return
+        if self.h2 is not None:
+            self.h2.data_received(data)
+            return
+        if self.sniff and self.sniff_preface(data):
+            return
         self.handle_events(self.parser.feed(data))
         if not self.queue and not self.head_since and not self.closed and self.parser.head_pending():
             # A head has begun: its deadline runs from the accept for the first request.
             self.head_since = self.idle_since if self.fresh else self.loop.time()
+
+    def sniff_preface(self, data: bytes) -> bool:
+        """h2c with prior knowledge: hand the connection to HTTP/2 if its first bytes are the
+        preface. True when the bytes were taken (by HTTP/2, or kept as a partial preface)."""
+        from ..http2 import PREFACE, start
+
+        buf = self.sniffed + data if self.sniffed else data
+        n = min(len(buf), len(PREFACE))
+        if buf[:n] != PREFACE[:n]:
+            self.sniff = False
+            if self.sniffed:
+                self.sniffed = b""
+                self.data_received(buf)  # HTTP/1.1 after all: the parser gets every byte
+                return True
+            return False
+        if n < len(PREFACE):
+            self.sniffed = buf
+            return True
+        self.sniff = False
+        self.sniffed = b""
+        assert self.state.http2 is not None
+        start(self, buf, self.state.http2)
+        return True
 
     # -- events from the parser -------------------------------------------------------
     def handle_events(self, events: list[Any]) -> None:
@@ -415,11 +461,13 @@ class HttpProtocol(asyncio.Protocol):
             self.on_parse_error(ParseError(408, "Request body timeout"))
 
     def is_idle(self) -> bool:
-        return not self.queue and self.ws is None and self.upgrade_head is None
+        return not self.queue and self.ws is None and self.upgrade_head is None and (self.h2 is None or self.h2.is_idle())
 
     def close(self) -> None:
         if self.closed:
             return
+        if self.h2 is not None:
+            self.h2.closing()  # GOAWAY first
         self.closing()
         if not self.eof and self.transport.can_write_eof():
             self.resume_reading()  # input is still read, and dropped (data_received sees `closed`)

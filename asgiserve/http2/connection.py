@@ -1,0 +1,428 @@
+"""One HTTP/2 connection over h2's sans-I/O state machine: frames <-> streams <-> request cycles.
+
+The HTTP/1.1 protocol object (http/protocol.py) keeps the transport, the connection
+bookkeeping the server's sweep and shutdown use, and the lingering close; it routes input,
+EOF, loss and write-resume here once the connection speaks HTTP/2 (``proto.h2``).
+
+Invariants and defences:
+- Each stream runs an ``asgi.http.RequestCycle`` whose channel is an ``H2Stream``.
+- App tasks per connection never exceed --http2-max-concurrent-streams: a stream whose
+  request arrives while that many tasks still run (reset streams included: rapid reset,
+  CVE-2023-44487) waits, unstarted, in ``waiting``, and a stream reset while waiting never
+  starts. h2 itself refuses more open streams than advertised.
+- Header blocks are bounded by h2 (64 CONTINUATION frames of at most --http2-max-frame-size,
+  then PROTOCOL_ERROR) and by the decoded size (--http2-max-header-list-size).
+- Frames that cost us work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
+  RST_STREAM, unknown types) are counted; more than FLOOD_LIMIT within a second ends the
+  connection with GOAWAY(ENHANCE_YOUR_CALM).
+- A response waiting for the peer's window (or for the transport to drain) with no progress
+  for --http2-stall-timeout ends the connection.
+- Shutdown (and idle close): GOAWAY(NO_ERROR) with the last stream id accepted; later streams
+  are refused (REFUSED_STREAM, safe for the client to retry) and the connection closes once the
+  accepted ones are answered. The GOAWAY is written as a raw frame, not through h2, because h2
+  treats a connection that sent GOAWAY as closed and would stop the in-flight streams.
+- A protocol error from the peer: h2's GOAWAY with its error code, one log line, close.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..asgi.http import RequestCycle
+from ..http.events import RequestHead
+from .stream import H2Stream
+
+if TYPE_CHECKING:
+    from ..http.protocol import HttpProtocol
+    from . import H2Settings
+
+logger = logging.getLogger("asgiserve.error")
+
+FLOOD_LIMIT = 1000  # control frames (and empty ones) per second before GOAWAY(ENHANCE_YOUR_CALM)
+_FORWARDED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
+S = h2.settings.SettingCodes
+
+
+class H2Connection:
+    __slots__ = (
+        "proto", "state", "loop", "settings", "h2", "streams", "waiting", "running", "sending",
+        "goaway_sent", "last_stream_id", "flood_count", "flood_start", "blocked_since", "peer_goaway",
+        "max_tasks",
+    )
+
+    def __init__(self, proto: "HttpProtocol", settings: "H2Settings") -> None:
+        self.proto = proto
+        self.state = proto.state
+        self.loop = proto.loop
+        self.settings = settings
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None,
+            # Outbound headers were validated by prepare_head (and lower-cased by the stream).
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )
+        conn = h2.connection.H2Connection(config=config)
+        conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            S.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+            S.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+            S.HEADER_TABLE_SIZE: settings.header_table_size,
+            S.MAX_FRAME_SIZE: settings.max_frame_size,
+            S.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+            S.ENABLE_PUSH: 0,
+        })
+        # h2 applies these when the client acknowledges our SETTINGS; enforce them from the start.
+        conn.max_inbound_frame_size = settings.max_frame_size
+        conn.decoder.max_header_list_size = settings.max_header_list_size
+        conn.decoder.max_allowed_table_size = settings.header_table_size
+        self.h2 = conn
+        self.streams: dict[int, H2Stream] = {}  # streams not yet ended or reset on our side
+        self.waiting: deque[H2Stream] = deque()  # requests whose app waits for a task slot
+        self.running = 0  # app tasks of this connection still running
+        self.max_tasks = settings.max_concurrent_streams
+        self.sending: set[H2Stream] = set()  # streams with bytes waiting for a window
+        self.goaway_sent = False
+        self.peer_goaway = False
+        self.last_stream_id = 0
+        self.flood_count = 0
+        self.flood_start = 0.0
+        self.blocked_since = 0.0  # when a response began waiting on the peer (0: none waits)
+
+    def start(self, data: bytes) -> None:
+        """Send our SETTINGS (and connection window), then take the client's first bytes."""
+        conn = self.h2
+        conn.initiate_connection()
+        extra = self.settings.connection_window_size - 65535
+        if extra > 0:
+            conn.increment_flow_control_window(extra)
+        self.flush()
+        if data:
+            self.data_received(data)
+
+    # -- input ------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued a GOAWAY with the error code (PROTOCOL_ERROR, FRAME_SIZE_ERROR, ...).
+            logger.info("HTTP/2 protocol error from %s: %s", self.proto.client_label(), exc)
+            self.fail()
+            return
+        event: Any
+        for event in events:
+            cls = type(event)
+            if cls is h2.events.DataReceived:
+                self.on_data(event)
+            elif cls is h2.events.RequestReceived:
+                self.on_request(event)
+            elif cls is h2.events.StreamEnded:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and stream.cycle is not None:
+                    stream.cycle.end_body()
+            elif cls is h2.events.WindowUpdated:
+                self.window_opened(event.stream_id)
+            elif cls is h2.events.StreamReset:
+                self.flood()
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.closed_by_reset()
+            elif cls is h2.events.RemoteSettingsChanged:
+                self.flood()
+                if S.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    self.window_opened(0)
+            elif cls is h2.events.ConnectionTerminated:
+                self.on_goaway(event)
+                return
+            elif cls is h2.events.TrailersReceived:
+                pass  # request trailers are not passed to ASGI apps (the spec has no message for them)
+            elif cls is h2.events.SettingsAcknowledged or cls is h2.events.PingAckReceived:
+                pass
+            else:  # PingReceived (h2 answers), PriorityUpdated, UnknownFrameReceived, ...
+                self.flood()
+            if self.proto.closed:
+                return
+        self.flush()
+
+    def flood(self) -> None:
+        now = self.loop.time()
+        if now - self.flood_start >= 1.0:
+            self.flood_start = now
+            self.flood_count = 0
+        self.flood_count += 1
+        if self.flood_count > FLOOD_LIMIT and not self.proto.closed:
+            logger.warning("HTTP/2 flood from %s (more than %d control or empty frames in a second): closing.",
+                           self.proto.client_label(), FLOOD_LIMIT)
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+            self.fail()
+
+    def on_request(self, event: Any) -> None:
+        sid = event.stream_id
+        if self.goaway_sent:
+            self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)  # never seen by the app: safe to retry
+            return
+        self.last_stream_id = sid
+        method = path = authority = b""
+        headers: list[tuple[bytes, bytes]] = []
+        length = 0
+        expect = forwarded = has_host = False
+        for name, value in event.headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            headers.append((name, value))
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else 0  # h2 checks it against the DATA received
+            elif name == b"host":
+                has_host = True
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+            elif name in _FORWARDED:
+                forwarded = True
+        if authority and not has_host:
+            headers.insert(0, (b"host", authority))  # what apps written for HTTP/1.1 look for
+        stream = H2Stream(self, sid)
+        self.streams[sid] = stream
+        if method == b"CONNECT":
+            # No tunnels and no RFC 8441 extended CONNECT: not a request an http scope can carry.
+            stream.write_error(501, "Not Implemented: CONNECT")
+            stream.finished = True
+            return
+        head = RequestHead(method, path or b"/", "2", headers, length, None, expect, forwarded)
+        cycle = stream.cycle = RequestCycle(stream, head)
+        if length > self.state.body_limit:
+            self.refuse_body(stream, cycle)
+            return
+        if self.proto.fresh or self.state.shutting_down:
+            self.proto.fresh = False
+            self.state.waiting_changed()
+        if self.running >= self.max_tasks:
+            self.waiting.append(stream)
+        else:
+            self.run(stream)
+
+    def run(self, stream: H2Stream) -> None:
+        cycle = stream.cycle
+        assert cycle is not None
+        stream.started = True
+        cycle.start()
+        task = cycle.task
+        if task is not None:
+            self.running += 1
+            task.add_done_callback(self.task_done)
+
+    def task_done(self, task: Any) -> None:
+        self.running -= 1
+        while self.waiting and self.running < self.max_tasks and not self.proto.closed:
+            stream = self.waiting.popleft()
+            if not stream.reset:
+                self.run(stream)
+        self.check_idle()
+
+    def on_data(self, event: Any) -> None:
+        sid = event.stream_id
+        size = event.flow_controlled_length
+        data = event.data
+        stream = self.streams.get(sid)
+        cycle = stream.cycle if stream is not None else None
+        if cycle is None or cycle.discarding or cycle.disconnected or cycle.response == 2:
+            if size:
+                self.acknowledge(sid, size)  # nobody will read it
+            return
+        if size != len(data):
+            self.acknowledge(sid, size - len(data))  # padding
+        if not data:
+            if not event.stream_ended:
+                self.flood()
+            return
+        cycle.feed_body(data)
+        if cycle.received > self.state.body_limit:
+            assert stream is not None
+            self.refuse_body(stream, cycle)
+
+    def refuse_body(self, stream: H2Stream, cycle: RequestCycle) -> None:
+        """A body over --limit-request-body: 413 if the response has not started, else a reset."""
+        logger.info("Request body too large from %s (HTTP/2 stream %d)", self.proto.client_label(), stream.sid)
+        if stream in self.waiting:
+            self.waiting.remove(stream)
+        started = cycle.response_started()
+        cycle.disconnect()
+        if cycle.chunks:
+            cycle.discard_body()
+        if started or stream.ended:
+            stream.send_reset(ErrorCodes.CANCEL)
+        else:
+            stream.write_error(413, "Request body too large")
+            cycle.answered(413)
+            if self.state.metrics is not None:
+                self.state.metrics.rejected(413)
+        stream.finished = True
+        self.stream_finished(stream)
+
+    def acknowledge(self, sid: int, size: int) -> None:
+        self.h2.acknowledge_received_data(size, sid)
+        self.flush()
+
+    def on_goaway(self, event: Any) -> None:
+        """The client is leaving. h2 allows nothing more on this connection, so the streams end now."""
+        self.peer_goaway = True
+        for stream in list(self.streams.values()):
+            stream.closed_by_reset()
+        self.waiting.clear()
+        self.proto.close()
+
+    # -- output -----------------------------------------------------------------------------
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.proto.closed:
+            self.proto.transport.write(data)
+
+    def pump(self, stream: H2Stream) -> None:
+        """Send what the peer's windows allow of ``stream``'s pending bytes (then END_STREAM)."""
+        conn = self.h2
+        sid = stream.sid
+        pending = stream.pending
+        sent = False
+        while pending:
+            window = conn.local_flow_control_window(sid)
+            if window <= 0:
+                break
+            chunk = pending[0]
+            size = min(len(chunk), window, conn.max_outbound_frame_size)
+            if size == len(chunk):
+                pending.popleft()
+            else:
+                pending[0] = chunk[size:]
+                chunk = chunk[:size]
+            stream.pending_size -= size
+            sent = True
+            conn.send_data(sid, chunk, end_stream=stream.end_pending and not pending)
+            if stream.end_pending and not pending:
+                stream.ended = True
+        if not pending and stream.end_pending and not stream.ended:
+            conn.end_stream(sid)
+            stream.ended = True
+        if sent and not self.proto.write_paused:
+            self.blocked_since = 0.0
+        if pending:
+            self.sending.add(stream)
+            self.waiting_for_peer()
+        else:
+            self.sending.discard(stream)
+        if stream.waiter is not None and not stream.write_paused:
+            stream.wake()
+        if stream.ended:
+            self.stream_done(stream)
+
+    def window_opened(self, sid: int) -> None:
+        if sid:
+            stream = self.streams.get(sid)
+            if stream is not None and stream in self.sending:
+                self.pump(stream)
+        else:
+            for stream in list(self.sending):
+                self.pump(stream)
+                if self.h2.outbound_flow_control_window <= 0:
+                    break
+
+    def resume_writing(self) -> None:
+        self.blocked_since = 0.0
+        for stream in list(self.streams.values()):
+            if stream.waiter is not None and not stream.write_paused:
+                stream.wake()
+
+    def waiting_for_peer(self) -> None:
+        if not self.blocked_since:
+            self.blocked_since = self.loop.time()
+
+    # -- stream bookkeeping --------------------------------------------------------------------
+    def stream_done(self, stream: H2Stream) -> None:
+        """END_STREAM or RST_STREAM went (or came): the stream needs nothing more from us."""
+        if self.streams.pop(stream.sid, None) is None:
+            return
+        self.sending.discard(stream)
+        cycle = stream.cycle
+        if stream.ended and not stream.reset and (cycle is None or not cycle.body_done):
+            # The response is complete and the request body still arriving: stop it (RFC 9113 8.1).
+            try:
+                self.h2.reset_stream(stream.sid, ErrorCodes.NO_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass
+        if not stream.started and stream in self.waiting:
+            self.waiting.remove(stream)
+        self.check_idle()
+
+    def stream_finished(self, stream: H2Stream) -> None:
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        if self.streams or self.running or self.waiting or self.proto.closed:
+            return
+        self.proto.idle_since = self.loop.time()
+        self.blocked_since = 0.0
+        if self.goaway_sent or self.state.shutting_down:
+            self.proto.close()
+
+    def is_idle(self) -> bool:
+        return not self.streams and not self.running and not self.waiting
+
+    def check_deadlines(self, now: float) -> None:
+        """The server's sweep: a response that waited on the peer too long ends the connection."""
+        timeout = self.settings.stall_timeout
+        if timeout and self.blocked_since and now - self.blocked_since >= timeout and not self.proto.closed:
+            if not self.sending and not self.proto.write_paused:
+                self.blocked_since = 0.0
+                return
+            logger.info("HTTP/2 client %s did not take response data for %gs: closing.",
+                        self.proto.client_label(), timeout)
+            self.send_goaway(ErrorCodes.NO_ERROR)
+            self.proto.abort()
+
+    # -- closing ------------------------------------------------------------------------------
+    def send_goaway(self, code: int = ErrorCodes.NO_ERROR) -> None:
+        if self.goaway_sent or self.proto.closed:
+            return
+        self.goaway_sent = True
+        self.flush()
+        frame = GoAwayFrame(0, last_stream_id=self.last_stream_id, error_code=code)
+        self.proto.transport.write(frame.serialize())
+
+    def going_away(self) -> None:
+        """Shutdown began: no new streams; close once the accepted ones are answered."""
+        self.send_goaway()
+        self.check_idle()
+
+    def closing(self) -> None:
+        """The protocol object closes the connection (idle sweep, shutdown, limits)."""
+        if not self.proto.closed:
+            self.send_goaway()
+        for stream in list(self.streams.values()):
+            if stream.cycle is not None:
+                stream.cycle.disconnect()
+
+    def fail(self) -> None:
+        """After a connection error: what h2 queued (its GOAWAY) goes out, then the connection closes."""
+        data = self.h2.data_to_send()
+        if data and not self.proto.closed:
+            self.proto.transport.write(data)
+        self.goaway_sent = True
+        for stream in list(self.streams.values()):
+            stream.closed_by_reset()
+        self.waiting.clear()
+        self.proto.close()
+
+    def connection_lost(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.closed_by_reset()
+        self.waiting.clear()
