@@ -123,6 +123,8 @@ class H2Client:
                 status = int(headers[b":status"])
             elif isinstance(e, h2.events.DataReceived):
                 body += e.data
+            elif isinstance(e, h2.events.StreamEnded):
+                break  # a RST_STREAM(NO_ERROR) after a complete response only stops the upload
             elif isinstance(e, h2.events.StreamReset):
                 raise ConnectionError(f"stream {sid} reset with {e.error_code!r}")
         return status, headers, body

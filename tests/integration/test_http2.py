@@ -439,3 +439,40 @@ def test_tls_alpn_h2_with_httpx_and_curl(tmp_path: Path) -> None:
     with running_server(echo_app, ssl_certfile=str(certs.server_pem)) as srv:  # --no-http2: ALPN offers http/1.1 only
         with httpx.Client(http2=True, verify=certs.client_context(), base_url=f"https://127.0.0.1:{srv.port}") as client:
             assert client.get("/").http_version == "HTTP/1.1"
+
+
+def test_request_body_limit_over_http2() -> None:
+    with running_server(echo_app, http2=True, limit_request_body=100_000) as srv:
+        with H2Client(srv.host, srv.port) as client:
+            status, _, body = client.response(
+                client.request("/declared", "POST", body=b"d" * 1000, headers=[(b"content-length", b"200000")],
+                               end=False))
+            assert status == 413 and body == b"Request body too large\n"
+            sid = client.request("/counted", "POST", end=False)
+            for _ in range(8):  # 128 KiB, no length declared: counted as it arrives
+                client.conn.send_data(sid, b"c" * 16384)
+            client.flush()
+            status, _, body = client.response(sid)
+            assert status == 413
+            status, _, body = client.response(client.request("/after", "POST", body=b"ok"))
+            assert (status, body) == (200, f"2 POST /after? 2 {srv.host}:{srv.port}".encode())
+        assert "Traceback" not in srv.logs.text()
+
+
+def test_wsgi_streaming_both_ways_over_http2() -> None:
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        stream = environ["wsgi.input"]
+        size = 0
+        while True:
+            chunk = stream.read(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("X-Upload", str(size))])
+        return (b"w" * 65536 for _ in range(64))  # 4 MiB, streamed with no length
+
+    with running_server(wsgi_app, http2=True, interface="wsgi") as srv:
+        with httpx.Client(http1=False, http2=True, base_url=srv.url, timeout=30) as client:
+            r = client.post("/w", content=b"u" * (2 * 1024 * 1024 + 3))
+            assert r.http_version == "HTTP/2" and r.headers["x-upload"] == str(2 * 1024 * 1024 + 3)
+            assert len(r.content) == 4 * 1024 * 1024 and "content-length" not in r.headers
