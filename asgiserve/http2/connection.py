@@ -12,6 +12,7 @@ Invariants and defences:
   starts. h2 itself refuses more open streams than advertised.
 - Header blocks are bounded by h2 (64 CONTINUATION frames of at most --http2-max-frame-size,
   then PROTOCOL_ERROR) and by the decoded size (--http2-max-header-list-size).
+- A request body that sends nothing for --timeout-request-body gets 408 on its stream.
 - Frames that cost us work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
   RST_STREAM, unknown types) are counted; more than FLOOD_LIMIT within a second ends the
   connection with GOAWAY(ENHANCE_YOUR_CALM).
@@ -202,7 +203,7 @@ class H2Connection:
         head = RequestHead(method, path or b"/", "2", headers, length, None, expect, forwarded)
         cycle = stream.cycle = RequestCycle(stream, head)
         if length > self.state.body_limit:
-            self.refuse_body(stream, cycle)
+            self.refuse_body(stream, cycle, 413, "Request body too large")
             return
         if self.proto.fresh or self.state.shutting_down:
             self.proto.fresh = False
@@ -249,11 +250,12 @@ class H2Connection:
         cycle.feed_body(data)
         if cycle.received > self.state.body_limit:
             assert stream is not None
-            self.refuse_body(stream, cycle)
+            self.refuse_body(stream, cycle, 413, "Request body too large")
 
-    def refuse_body(self, stream: H2Stream, cycle: RequestCycle) -> None:
-        """A body over --limit-request-body: 413 if the response has not started, else a reset."""
-        logger.info("Request body too large from %s (HTTP/2 stream %d)", self.proto.client_label(), stream.sid)
+    def refuse_body(self, stream: H2Stream, cycle: RequestCycle, status: int, reason: str) -> None:
+        """A body over --limit-request-body (413) or stalled (408): that answer if the response
+        has not started, else a reset; the other streams go on."""
+        logger.info("%s from %s (HTTP/2 stream %d)", reason, self.proto.client_label(), stream.sid)
         if stream in self.waiting:
             self.waiting.remove(stream)
         started = cycle.response_started()
@@ -263,10 +265,10 @@ class H2Connection:
         if started or stream.ended:
             stream.send_reset(ErrorCodes.CANCEL)
         else:
-            stream.write_error(413, "Request body too large")
-            cycle.answered(413)
+            stream.write_error(status, reason)
+            cycle.answered(status)
             if self.state.metrics is not None:
-                self.state.metrics.rejected(413)
+                self.state.metrics.rejected(status)
         stream.finished = True
         self.stream_finished(stream)
 
@@ -378,7 +380,18 @@ class H2Connection:
         return not self.streams and not self.running and not self.waiting
 
     def check_deadlines(self, now: float) -> None:
-        """The server's sweep: a response that waited on the peer too long ends the connection."""
+        """The server's sweep: a request body that stalls gets 408 (--timeout-request-body, per
+        stream); a response that waited on the peer too long ends the connection."""
+        body_timeout = self.state.config.timeout_request_body
+        if body_timeout:
+            for stream in list(self.streams.values()):
+                cycle = stream.cycle
+                if cycle is None or cycle.body_done or cycle.response == 2 or stream.reset:
+                    continue
+                if stream.buffered or cycle.received != cycle.seen:
+                    cycle.seen, cycle.seen_at = cycle.received, now  # progress, or the app is not reading
+                elif now - cycle.seen_at >= body_timeout:
+                    self.refuse_body(stream, cycle, 408, "Request body timeout")
         timeout = self.settings.stall_timeout
         if timeout and self.blocked_since and now - self.blocked_since >= timeout and not self.proto.closed:
             if not self.sending and not self.proto.write_paused:

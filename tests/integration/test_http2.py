@@ -476,3 +476,15 @@ def test_wsgi_streaming_both_ways_over_http2() -> None:
             r = client.post("/w", content=b"u" * (2 * 1024 * 1024 + 3))
             assert r.http_version == "HTTP/2" and r.headers["x-upload"] == str(2 * 1024 * 1024 + 3)
             assert len(r.content) == 4 * 1024 * 1024 and "content-length" not in r.headers
+
+
+def test_stalled_request_body_gets_408_per_stream() -> None:
+    with running_server(echo_app, http2=True, timeout_request_body=1.0) as srv:
+        with H2Client(srv.host, srv.port) as client:
+            stalled = client.request("/stalled", "POST", body=b"part", end=False)
+            status, _, body = client.response(client.request("/other", "POST", body=b"ab"))
+            assert status == 200  # the connection serves other streams meanwhile
+            status, _, body = client.response(stalled, timeout=5)
+            assert status == 408 and body == b"Request body timeout\n"
+            status, _, _ = client.response(client.request("/after"))
+            assert status == 200
