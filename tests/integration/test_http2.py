@@ -488,3 +488,30 @@ def test_stalled_request_body_gets_408_per_stream() -> None:
             assert status == 408 and body == b"Request body timeout\n"
             status, _, _ = client.response(client.request("/after"))
             assert status == 200
+
+
+def test_shutdown_with_streams_in_flight_nghttp() -> None:
+    nghttp = shutil.which("nghttp")
+    if not nghttp:
+        pytest.skip("needs nghttp (nghttp2-client); .ci/run installs it")
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(1.0)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    with running_server(app, http2=True, timeout_graceful_shutdown=10) as srv:
+        urls = [f"{srv.url}/n{i}" for i in range(10)]
+        client = subprocess.Popen([nghttp, "-n", "-s", *urls], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        deadline = time.monotonic() + 5
+        while srv.server.total_requests < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        srv.stop()  # GOAWAY now; the ten accepted streams still finish
+        out, _ = client.communicate(timeout=20)
+        assert client.returncode == 0, out
+        import re
+
+        assert sorted(re.findall(r" 200 +3 (/n\d)$", out, re.M)) == sorted(f"/n{i}" for i in range(10)), out
