@@ -111,26 +111,24 @@ def installed() -> dict[str, Callable[..., Any]]:
     return dict(_registry)
 
 
-def call(name: str, *args: Any) -> None:
-    """Run a hook if it is set; log (never raise) what it raises."""
+def call(name: str, *args: Any) -> Optional[Exception]:
+    """Run a hook if it is set; log (never raise) what it raises, and return it."""
     fn = _registry.get(name)
     if fn is None:
-        return
+        return None
     try:
         fn(*args)
     except Exception as exc:
         logger.exception("The %s hook raised %s: %s", name, type(exc).__name__, exc)
+        return exc
+    return None
 
 
 def _startup(name: str, *args: Any) -> None:
-    fn = _registry.get(name)
-    if fn is None:
-        return
-    try:
-        fn(*args)
-    except Exception as exc:
-        logger.exception("The %s hook raised %s: %s", name, type(exc).__name__, exc)
-        raise HookError(f"the {name} hook raised {type(exc).__name__}: {exc}") from None
+    """A startup hook that raises stops the start (HookError: exit 3)."""
+    exc = call(name, *args)
+    if exc is not None:
+        raise HookError(f"the {name} hook raised {type(exc).__name__}: {exc}")
 
 
 # -- what hooks get ------------------------------------------------------------------------------
