@@ -97,8 +97,11 @@ def import_serving_modules(config: Config) -> None:
 
     for name in ("asgiserve.app_loader", "asgiserve.loop", "asgiserve.server", "asgiserve.logs", "asgiserve.proxy",
                  "asgiserve.wsgi", "asgiserve.http.parse_" + resolve_http(config.http), "asgiserve.ws.connection",
-                 "asgiserve.ws.deflate"):
+                 "asgiserve.ws.deflate", "asgiserve.http2", "asgiserve.tls", "asgiserve.accept"):
         importlib.import_module(name)
+    if config.http2:  # h2 is an extra: without it --http2 already failed with one line
+        for name in ("asgiserve.http2.connection", "asgiserve.http2.stream"):
+            importlib.import_module(name)
     if config.loop != "asyncio":
         try:
             import uvloop  # noqa: F401
