@@ -1,7 +1,9 @@
 """Run scenarios: start servers, warm up, alternate rounds, record raw measurements.
 
-Within a scenario all servers run at once (idle ones cost nothing measurable) so rounds can alternate
-A B C / C B A: drift on this shared machine then hits every server alike. After every measurement one
+Within a scenario all servers are started at once so rounds can alternate A B C / C B A: drift on
+this shared machine then hits every server alike. Each is measured alone: every other server of the
+scenario is frozen (SIGSTOP) meanwhile, so no idle timer or runtime thread of another server shares
+the server core (granian keeps threads; uvicorn and asgiserve run periodic timers). After every measurement one
 probe request is sent and awaited, so a server still working off queued requests (a small thread pool
 at high concurrency) has drained before the next one starts.
 """
@@ -115,15 +117,28 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
     rows: list[dict[str, Any]] = []
     with started(s, st, failures, progress) as procs:
         variants = [v for v in s.variants if v.id in procs]
+        for p in procs.values():
+            p.freeze()
         for v in variants:  # warm-up at the highest load the scenario uses; results discarded
-            p = procs[v.id]
-            _load(s, v, p, max(s.concurrency), st.warmup, st.client_cpu)
-            _drain(p, _probe_path(s, v), s.timeout_s + 30)
+            with alone(procs[v.id]) as p:
+                _load(s, v, p, max(s.concurrency), st.warmup, st.client_cpu)
+                _drain(p, _probe_path(s, v), s.timeout_s + 30)
         points = [(v, c) for v in variants for c in s.concurrency]
         for r in range(rounds(s, st)):
             for v, c in (points if r % 2 == 0 else points[::-1]):
-                rows.append(_measure(s, st, v, c, r, procs[v.id], progress))
+                with alone(procs[v.id]) as p:
+                    rows.append(_measure(s, st, v, c, r, p, progress))
     return rows
+
+
+@contextlib.contextmanager
+def alone(p: ServerProcess) -> Iterator[ServerProcess]:
+    """The one server of a scenario that may run; the others stay frozen."""
+    p.thaw()
+    try:
+        yield p
+    finally:
+        p.freeze()
 
 
 def _load(s: Scenario, v: Variant, p: ServerProcess, c: int, duration: float,

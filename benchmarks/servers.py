@@ -252,10 +252,26 @@ class ServerProcess:
                 pass
         return total
 
+    def freeze(self) -> None:
+        """SIGSTOP the whole group: while another server is measured this one runs nothing at all
+        (no timers, no runtime threads), so each server is measured alone on its core."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         """TERM the group, then KILL it; never raises (one stubborn server must not strand the others)."""
         if self.proc.returncode is None:
             children = self.tree()[1:]
+            self.thaw()  # a frozen process would hold SIGTERM until the grace ran out
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=10)
