@@ -53,7 +53,6 @@ class AppSide:
         headers_sent: bool
         completed: bool
         disconnected: bool
-        write: Callable[[bytes], None]
 
         def _wake(self) -> None: ...
 
@@ -97,7 +96,7 @@ class AppSide:
         code = parse_status(status)
         self.headers = encode_headers(headers)
         self.status = code
-        return self.write
+        return self._write_callable  # not stored on self: that would be a reference cycle
 
     def _start_message(self) -> dict[str, Any]:
         if self.status is None:

@@ -146,7 +146,7 @@ class Exchange(AppSide):
         "mw", "loop", "scope", "receive", "send", "environ", "context", "lock", "events",
         "wake_pending", "waiter", "inbox", "buffered", "writer_waiting", "aborted", "abort_exc",
         "status", "headers", "headers_sent", "body_done", "task", "timer", "blocked_since",
-        "block_limit", "stalled", "listener", "disconnected", "finished", "write", "completed",
+        "block_limit", "stalled", "listener", "disconnected", "finished", "completed",
     )
 
     def __init__(self, mw: WSGIMiddleware, scope: Any, receive: Any, send: Any) -> None:
@@ -179,7 +179,6 @@ class Exchange(AppSide):
         self.listener: Optional[asyncio.Task[Any]] = None
         self.disconnected = False
         self.finished = False
-        self.write = self._write_callable
 
     async def serve(self) -> None:
         scope = self.scope
@@ -230,6 +229,9 @@ class Exchange(AppSide):
                 self.timer.cancel()
             if self.listener is not None and not self.listener.done():
                 self.listener.cancel()
+            # wsgi.input holds our _fetch: without this the request's whole object graph would
+            # be a reference cycle, left to the cyclic GC (about 30k instructions per request).
+            self.environ = None
 
     def _abort(self, exc: BaseException) -> None:
         with self.lock:

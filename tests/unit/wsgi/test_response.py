@@ -393,3 +393,28 @@ async def test_close_called_once_when_the_request_is_cancelled() -> None:
     assert body.closed == 1 and body.pulled <= 2
     assert mw.close(5)
     assert mw.stats["busy"] == 0
+
+
+async def test_a_request_leaves_no_reference_cycle_behind() -> None:
+    """Each request's objects are freed by reference counting, not left to the cyclic GC:
+    a cycle through the exchange (write(), wsgi.input's fetch) made every request's scope,
+    environ, cycle and task garbage for the collector, ~10% of a WSGI request's CPU."""
+    import gc
+
+    mw = WSGIMiddleware(hello, threads=2)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            server = await call(mw)
+            assert server.body == b"Hello, world"
+        del server
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        mw.close(5)
+    assert "Exchange" not in left and "InputStream" not in left
