@@ -40,6 +40,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--retries", type=int, default=2,
                    help="repeat a measurement up to N times while other processes use >15%% of the server's core "
                         "(default 2; 0 for none; at most 25%% extra measurements per run); the quietest is kept")
+    p.add_argument("--no-freeze", action="store_true",
+                   help="leave a scenario's other servers running (idle) while one is measured, as before "
+                        "2026-12-04; by default they are frozen with SIGSTOP so each server is measured alone")
     p.add_argument("--out", help="output directory (default benchmarks/results, or benchmarks/results/quick)")
     p.add_argument("--server-cpu", type=int, default=0, help="core the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="core wrk and the harness are pinned to (default 1)")
@@ -151,13 +154,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.sched_setaffinity(0, {a.client_cpu})  # keep the harness itself off the servers' core
     memory.raise_nofile(1 << 20)  # servers inherit it: the memory scenarios hold 10,000 connections
     st = Settings(a.rounds, max(1, round(a.duration)), max(1, round(a.warmup)),
-                  a.server_cpu if pin else None, a.client_cpu if pin else None, 0 if not pin else a.retries)
+                  a.server_cpu if pin else None, a.client_cpu if pin else None, 0 if not pin else a.retries,
+                  freeze=not a.no_freeze)
     method = (f"one worker per server{f', pinned to core {a.server_cpu}' if pin else ''}; wrk -t1"
               f"{' (wsload for WebSockets)' if any(s.kind in ws.KINDS for s in scenarios) else ''}"
               f"{f' pinned to core {a.client_cpu}' if pin else ''}; keep-alive; {st.warmup} s warm-up per server; "
               f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A; sweeps at most 2 rounds, "
               f"the I/O sweep in 5 s windows); medians with min-max; noisy measurements repeated up to "
-              f"{st.retries} times")
+              f"{st.retries} times; "
+              f"{'each server measured alone (the others frozen)' if st.freeze else 'the other servers idle meanwhile'}")
     results: dict[str, Any] = {"meta": {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "versions": versions(a.snapshot), "method": method,

@@ -36,6 +36,7 @@ class Settings:
     client_cpu: Optional[int]
     retries: int = 2
     retry_budget: int = 0  # repeats left for the whole run, so a noisy machine cannot stretch it unboundedly
+    freeze: bool = True  # SIGSTOP the servers not being measured
 
 
 class Progress:
@@ -117,23 +118,27 @@ def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, 
     rows: list[dict[str, Any]] = []
     with started(s, st, failures, progress) as procs:
         variants = [v for v in s.variants if v.id in procs]
-        for p in procs.values():
-            p.freeze()
+        if st.freeze:
+            for p in procs.values():
+                p.freeze()
         for v in variants:  # warm-up at the highest load the scenario uses; results discarded
-            with alone(procs[v.id]) as p:
+            with alone(procs[v.id], st.freeze) as p:
                 _load(s, v, p, max(s.concurrency), st.warmup, st.client_cpu)
                 _drain(p, _probe_path(s, v), s.timeout_s + 30)
         points = [(v, c) for v in variants for c in s.concurrency]
         for r in range(rounds(s, st)):
             for v, c in (points if r % 2 == 0 else points[::-1]):
-                with alone(procs[v.id]) as p:
+                with alone(procs[v.id], st.freeze) as p:
                     rows.append(_measure(s, st, v, c, r, p, progress))
     return rows
 
 
 @contextlib.contextmanager
-def alone(p: ServerProcess) -> Iterator[ServerProcess]:
+def alone(p: ServerProcess, freeze: bool) -> Iterator[ServerProcess]:
     """The one server of a scenario that may run; the others stay frozen."""
+    if not freeze:
+        yield p
+        return
     p.thaw()
     try:
         yield p
