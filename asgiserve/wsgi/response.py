@@ -15,6 +15,7 @@ _status = re.compile(r"([1-9][0-9][0-9])(?: [^\x00-\x08\x0a-\x1f\x7f]*)?\Z").mat
 
 _STATUS_CACHE: dict[str, int] = {}
 _NAME_CACHE: dict[str, bytes] = {}
+_PAIR_CACHE: dict[Any, tuple[bytes, bytes]] = {}  # (name, value) -> checked and encoded
 _CACHE_MAX = 512
 
 
@@ -50,7 +51,15 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
         raise TypeError(f"WSGI response headers must be a list, got {type(headers).__name__}")
     out = []
     names = _NAME_CACHE
+    pairs = _PAIR_CACHE
     for item in headers:
+        try:
+            pair = pairs.get(item) if type(item) is tuple else None
+        except TypeError:  # unhashable inside: the checks below say what is wrong with it
+            pair = None
+        if pair is not None:  # the same (str, str) header as an earlier response: already checked
+            out.append(pair)
+            continue
         if type(item) is not tuple or len(item) != 2:
             raise TypeError(f"each WSGI response header must be a (name, value) tuple, got {item!r}")
         name, value = item
@@ -71,7 +80,10 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
             bvalue = value.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError(f"WSGI header value {value!r} for {name!r} is not latin-1") from None
-        out.append((bname, bvalue))
+        pair = (bname, bvalue)
+        if len(pairs) < _CACHE_MAX and type(name) is str and type(value) is str:
+            pairs[item] = pair  # exact str types only: a subclass may compare equal yet encode differently
+        out.append(pair)
     return out
 
 

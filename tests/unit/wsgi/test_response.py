@@ -418,3 +418,13 @@ async def test_a_request_leaves_no_reference_cycle_behind() -> None:
         gc.enable()
         mw.close(5)
     assert "Exchange" not in left and "InputStream" not in left
+
+
+def test_header_cache_checks_what_it_returns() -> None:
+    # A header seen before comes from the cache; a bad one is still refused each time.
+    assert encode_headers([("X-A", "1")]) == encode_headers([("X-A", "1")]) == [(b"X-A", b"1")]
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            encode_headers([("X-A", "1\r\nX-Evil: 1")])
+    with pytest.raises(TypeError):
+        encode_headers([("X-A", ["unhashable"])])
