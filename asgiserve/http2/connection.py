@@ -309,11 +309,15 @@ class H2Connection:
                 chunk = chunk[:size]
             stream.pending_size -= size
             sent = True
-            conn.send_data(sid, chunk, end_stream=stream.end_pending and not pending)
-            if stream.end_pending and not pending:
+            end = stream.end_pending and not pending and stream.trailers is None
+            conn.send_data(sid, chunk, end_stream=end)
+            if end:
                 stream.ended = True
         if not pending and stream.end_pending and not stream.ended:
-            conn.end_stream(sid)
+            if stream.trailers is not None:
+                conn.send_headers(sid, stream.trailers, end_stream=True)
+            else:
+                conn.end_stream(sid)
             stream.ended = True
         if sent and not self.proto.write_paused:
             self.blocked_since = 0.0
