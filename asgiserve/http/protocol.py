@@ -110,7 +110,7 @@ class HttpProtocol(asyncio.Protocol):
         self.state.connections.add(self)
         if self.state.http2 is not None:
             if self.scheme == "http":
-                self.sniff = True
+                self.sniff = self.state.http2.cleartext
             elif ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
                 from .. import http2
 
