@@ -106,7 +106,7 @@ class RequestCycle:
         self.seen = -1  # `received` at the sweep's last look, and when it last changed
         self.seen_at = 0.0
         self.trailers = NO_TRAILERS
-        self.trailer_fields: list[tuple[bytes, bytes]] = []  # gathered over more_trailers messages
+        self.trailer_fields: list[tuple[bytes, bytes]]  # set when trailers are promised (no list per request)
         # Keep-alive by HTTP/1.1 and 1.0 rules; the parser found the fields (RequestHead).
         keep_alive = not self.http10
         connection = head.connection
@@ -355,6 +355,7 @@ class RequestCycle:
             self.head_pending = True
             if message.get("trailers"):
                 self.trailers = self.trailer_mode()
+                self.trailer_fields = []  # gathered over more_trailers messages
             return
         if mtype == "http.response.zerocopysend":
             await self.send_file(message)
