@@ -216,7 +216,8 @@ class Config:
     )
     http2_max_concurrent_streams: int = opt(100, "HTTP/2 streams a client may have open on one connection.")
     http2_max_header_list_size: int = opt(
-        65536, "Largest HTTP/2 request header list (decoded, RFC 9113 sizes); larger ends the connection.",
+        65536, "Largest HTTP/2 request header list (decoded, RFC 9113 sizes); larger gets 431 on its stream "
+        "(over 4x: GOAWAY, the connection ends).",
         metavar="BYTES",
     )
     http2_header_table_size: int = opt(4096, "HPACK dynamic table size the client may use.", metavar="BYTES")
@@ -324,6 +325,16 @@ class Config:
         False, "Detach and run in the background once serving (not under systemd, Docker or Kubernetes).",
         "-D", "--daemon", is_flag=True,
     )
+    http_protocols: Optional[str] = opt(
+        None, "gunicorn's switch for HTTP/2, comma-separated: h2,h1 or h2 serves HTTP/2 too (as --http2), h1 "
+        "HTTP/1.1 only (as --no-http2). When given, it decides over --http2/--no-http2; h2 is preferred in ALPN "
+        "whatever the order.", metavar="h2,h1",
+    )
+    http2_cleartext: Optional[str] = opt(
+        None, "gunicorn's h2c mode, with HTTP/2 on: prior-knowledge (what --http2 does by default: a cleartext "
+        "connection opening with the HTTP/2 preface speaks h2c), off (HTTP/2 over TLS only), both (as "
+        "prior-knowledge), upgrade (as off). Upgrade: h2c itself is not supported.", metavar="MODE",
+    )
     statsd_host: Optional[str] = opt(
         None, "Send gunicorn's statsd metrics, one UDP datagram per event, to HOST:PORT (or unix:PATH).",
         metavar="HOST:PORT",
@@ -426,6 +437,18 @@ class Config:
         again (replace()) changes nothing."""
         if self.worker_connections is not None and self.limit_connections is None:
             object.__setattr__(self, "limit_connections", self.worker_connections)
+        if self.http_protocols is not None:
+            from .gunicorn_names import http_protocols
+
+            try:
+                object.__setattr__(self, "http2", "h2" in http_protocols(self.http_protocols))
+            except ConfigError as exc:
+                return [f"--http-protocols: {exc}"]
+        if self.http2_cleartext is not None:
+            mode = str(self.http2_cleartext).strip().lower()
+            if mode not in ("off", "prior-knowledge", "upgrade", "both"):
+                return [f"--http2-cleartext must be one of off, prior-knowledge, upgrade, both (got {mode!r})"]
+            object.__setattr__(self, "http2_cleartext", mode)
         if self.worker_class is None:
             return []
         from .workerclass import resolve

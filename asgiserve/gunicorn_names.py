@@ -33,6 +33,10 @@ GUNICORN: dict[str, str] = {
     "chdir": "chdir", "daemon": "daemon", "capture_output": "capture_output",
     "worker_tmp_dir": "worker_tmp_dir", "statsd_host": "statsd_host", "statsd_prefix": "statsd_prefix",
     "dogstatsd_tags": "dogstatsd_tags",
+    # HTTP/2 (gunicorn 25+): http_protocols ("h2,h1") turns --http2 on or off.
+    "http_protocols": "http2", "http2_cleartext": "http2_cleartext",
+    "http2_max_concurrent_streams": "http2_max_concurrent_streams", "http2_initial_window_size": "http2_initial_window_size",
+    "http2_max_frame_size": "http2_max_frame_size", "http2_max_header_list_size": "http2_max_header_list_size",
 }
 
 _SYSLOG = "no syslog handler is built in: use logconfig_dict with logging.handlers.SysLogHandler, or stderr to journald"
@@ -62,9 +66,6 @@ NOT_APPLICABLE: dict[str, str] = {
     "ssl_version": "deprecated in gunicorn; use ssl_min_version (1.2 or 1.3)",
     "suppress_ragged_eofs": "asyncio's TLS transport handles this",
     "do_handshake_on_connect": "asyncio's TLS transport handles this",
-    "http_protocols": "HTTP/1.1 only", "http2_cleartext": "HTTP/1.1 only", "http2_max_concurrent_streams": "HTTP/1.1 only",
-    "http2_initial_window_size": "HTTP/1.1 only", "http2_max_frame_size": "HTTP/1.1 only",
-    "http2_max_header_list_size": "HTTP/1.1 only",
     "permit_obsolete_folding": _STRICT, "strip_header_spaces": _STRICT, "permit_unconventional_http_method": _STRICT,
     "permit_unconventional_http_version": _STRICT, "casefold_http_method": _STRICT,
     "asgi_disconnect_grace_period": "apps get http.disconnect at once; shutdown has --timeout-graceful-shutdown",
@@ -83,12 +84,29 @@ NOT_APPLICABLE: dict[str, str] = {
 _HARMLESS = {
     "suppress_ragged_eofs": True, "proxy_allow_ips": "127.0.0.1,::1", "header_map": "drop",
     "secure_scheme_headers": {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-    "default_proc_name": "gunicorn", "control_socket": "gunicorn.ctl", "http_protocols": "h1",
+    "default_proc_name": "gunicorn", "control_socket": "gunicorn.ctl",
 }
 # In a gunicorn file, these often hold helper values while bind says where to listen.
 BIND_HELPERS = ("host", "port", "uds", "fd")
-# gunicorn's 0 means "no limit" for these; it caps the first two itself, the third gets 1 MiB.
-_UNLIMITED = {"limit_request_line": 8190, "limit_request_fields": 32768, "limit_request_field_size": 1 << 20}
+# gunicorn's 0 means "no limit" for these; it caps the first two itself, the others get 1 MiB.
+_UNLIMITED = {"limit_request_line": 8190, "limit_request_fields": 32768, "limit_request_field_size": 1 << 20,
+              "http2_max_header_list_size": 1 << 20}
+
+
+def http_protocols(value: Any) -> list[str]:
+    """gunicorn's http_protocols: comma-separated h1/h2, in order of preference, no repeats
+    (None or empty: h1)."""
+    if value is None:
+        return ["h1"]
+    if not isinstance(value, str):
+        raise ConfigError(f"http_protocols must be a string like 'h2,h1', not {value!r}")
+    protocols = [p.strip().lower() for p in value.split(",") if p.strip()] or ["h1"]
+    for p in protocols:
+        if p not in ("h1", "h2"):
+            raise ConfigError(f"invalid protocol {p!r} in http_protocols (valid: h1, h2)")
+    if len(set(protocols)) != len(protocols):
+        raise ConfigError(f"http_protocols {value!r} lists a protocol twice")
+    return protocols
 
 
 def convert(name: str, value: Any) -> Any:
@@ -99,6 +117,10 @@ def convert(name: str, value: Any) -> Any:
         return str(int(value))  # ssl.CERT_REQUIRED is an IntEnum: 2
     if name in ("forwarded_allow_ips",) and isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
+    if name == "http_protocols":
+        return "h2" in http_protocols(value)  # onto --http2 / --no-http2
+    if name == "http2_cleartext" and isinstance(value, bool):
+        return "prior-knowledge" if value else "off"  # as gunicorn reads a bool there
     if name == "pythonpath" and isinstance(value, str) and "," in value:
         raise ConfigError("pythonpath: asgiserve takes one directory (app_dir), not a comma-separated list")
     return value

@@ -48,6 +48,14 @@ def notes(config: Config) -> list[str]:
         else:
             lines.append(f"--worker-connections {config.worker_connections} has no effect: --limit-connections "
                          f"{config.limit_connections} is set.")
+    if config.http_protocols is not None:
+        lines.append(f"--http-protocols {config.http_protocols}: " + (
+            "HTTP/2 on (--http2), preferred in ALPN." if config.http2 else "HTTP/1.1 only (--no-http2)."))
+    if config.http2 and config.http2_cleartext in ("upgrade", "both"):
+        lines.append(f"--http2-cleartext {config.http2_cleartext}: Upgrade: h2c is not supported (RFC 9113 deprecates "
+                     "it); such requests are answered over HTTP/1.1" + (
+                         "; prior-knowledge h2c is served." if config.http2_cleartext == "both" else
+                         "; h2c is off, HTTP/2 only over TLS."))
     if config.worker_tmp_dir is not None:
         lines.append("--worker-tmp-dir has no effect: worker heartbeats go over a pipe, nothing is written to disk.")
     if config.capture_output and config.error_logfile in (None, "-"):

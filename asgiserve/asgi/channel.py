@@ -54,6 +54,17 @@ class Channel(Protocol):
     def write_continue(self) -> None:
         """Send ``100 Continue``: the app is reading a body the client waits to send."""
 
+    def write_early_hint(self, cycle: "RequestCycle", links: list[bytes]) -> None:
+        """Send ``103 Early Hints`` with these Link field values, before the final head (where the
+        protocol and the client allow it; else nothing)."""
+
+    def trailers_possible(self, cycle: "RequestCycle") -> bool:
+        """Whether fields can follow ``cycle``'s response body (its head is in ``cycle.head_info``)."""
+
+    def write_trailers(self, cycle: "RequestCycle", fields: list[tuple[bytes, bytes]]) -> None:
+        """End a response whose last body went out with ``more=True`` (its trailers were due):
+        the trailer ``fields`` (lower-case names), then the end of the message."""
+
     def body_consumed(self, nbytes: int) -> None:
         """The app took ``nbytes`` of the request body: the peer may send more."""
 

@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import unquote, urlsplit
 
 from ..http.events import RequestHead
-from ..http.response import ResponseError, ResponseHead, prepare_head
+from ..http.response import ResponseError, ResponseHead, prepare_head, prepare_links, prepare_trailers
 
 if TYPE_CHECKING:
     from .channel import Channel
 
 logger = logging.getLogger("asgiserve.error")
 
-# Response states, in order.
+# Response states, in order (TRAILING, between STARTED and DONE, is 3 so that DONE stays 2).
 WAITING, STARTED, DONE = 0, 1, 2
+TRAILING = 3  # the body is complete; http.response.trailers is due (the trailers extension)
+# What becomes of the trailers an http.response.start with "trailers": True promised.
+NO_TRAILERS, SEND_TRAILERS, DROP_TRAILERS = 0, 1, 2
 
 DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
 FILE_CHUNK = 256 * 1024
@@ -73,6 +76,7 @@ class RequestCycle:
         "response", "head_info", "keep_alive", "expect_continue", "chunked", "remaining",
         "is_head", "bytes_sent", "status", "waiters", "start_time", "task", "discarding",
         "http10", "head_pending", "peer_eof", "body_allowed", "received", "seen", "seen_at",
+        "trailers", "trailer_fields",
     )
 
     def __init__(self, proto: "Channel", head: RequestHead) -> None:
@@ -101,6 +105,8 @@ class RequestCycle:
         self.received = 0  # body bytes that arrived (for --limit-request-body)
         self.seen = -1  # `received` at the sweep's last look, and when it last changed
         self.seen_at = 0.0
+        self.trailers = NO_TRAILERS
+        self.trailer_fields: list[tuple[bytes, bytes]]  # set when trailers are promised (no list per request)
         # Keep-alive by HTTP/1.1 and 1.0 rules; the parser found the fields (RequestHead).
         keep_alive = not self.http10
         connection = head.connection
@@ -210,7 +216,9 @@ class RequestCycle:
             "query_string": query,
             "headers": head.headers,
             "state": state.lifespan_state.copy(),
-            "extensions": {"http.response.zerocopysend": {}},
+            "extensions": {
+                "http.response.zerocopysend": {}, "http.response.trailers": {}, "http.response.early_hint": {},
+            },
         }
         if proto.tls is not None:
             scope["extensions"]["tls"] = dict(proto.tls)
@@ -240,6 +248,10 @@ class RequestCycle:
                     self.fail_response()
                 else:
                     self.finish(False)
+            elif self.response == TRAILING:
+                # The body is complete: end the response properly, without the promised trailers.
+                logger.error("ASGI callable returned without sending http.response.trailers.")
+                self.end_with_trailers([])
         finally:
             self.proto.state.end_request(self.task)
 
@@ -250,7 +262,7 @@ class RequestCycle:
             return
         if self.disconnected and isinstance(exc, OSError):
             logger.debug("Client disconnected during request: %r", exc)
-        elif isinstance(exc, OSError) and self.response == STARTED:
+        elif isinstance(exc, OSError) and (self.response == STARTED or self.response == TRAILING):
             # I/O trouble mid-response (e.g. a bridge giving up on a client that stopped
             # reading): one line, not a traceback for something the app did not do wrong.
             logger.warning("Response aborted: %s: %s", type(exc).__name__, exc)
@@ -260,7 +272,7 @@ class RequestCycle:
             logger.error("Exception in ASGI application", exc_info=exc)
         if self.response == WAITING or (self.response == STARTED and self.head_pending):
             self.fail_response()  # nothing is on the wire yet: a clean 500 is still possible
-        elif self.response == STARTED:
+        elif self.response == STARTED or self.response == TRAILING:
             self.finish(False)  # a partial response can't be framed honestly: close
 
     def fail_response(self) -> None:
@@ -311,7 +323,9 @@ class RequestCycle:
             if self.response != STARTED:
                 raise RuntimeError(
                     "Unexpected ASGI message 'http.response.body': "
-                    + ("the response was not started" if self.response == WAITING else "the response is complete")
+                    + ("the response was not started" if self.response == WAITING else
+                       "the body is complete, http.response.trailers is due" if self.response == TRAILING else
+                       "the response is complete")
                 )
             if self.disconnected or self.proto.closed:
                 raise ClientDisconnected("client disconnected")
@@ -339,9 +353,18 @@ class RequestCycle:
             self.body_allowed = not self.is_head and not self.head_info.bodiless
             self.response = STARTED
             self.head_pending = True
+            if message.get("trailers"):
+                self.trailers = self.trailer_mode()
+                self.trailer_fields = []  # gathered over more_trailers messages
             return
         if mtype == "http.response.zerocopysend":
             await self.send_file(message)
+            return
+        if mtype == "http.response.trailers":
+            self.send_trailers(message)
+            return
+        if mtype == "http.response.early_hint":
+            self.send_early_hint(message)
             return
         raise RuntimeError(f"Unexpected ASGI message type {mtype!r} for an http scope")
 
@@ -369,9 +392,70 @@ class RequestCycle:
             self.remaining = remaining
         if size and self.body_allowed:
             self.bytes_sent += size
+        if not more and self.trailers == SEND_TRAILERS:
+            # The last body message: the response stays open on the wire for the trailers.
+            self.proto.write_response(self, first, body, True)
+            if remaining:
+                self.finish(False)  # shorter than its Content-Length
+            else:
+                self.response = TRAILING
+            return
         self.proto.write_response(self, first, body, more)
         if not more:
             self.finish(remaining is None or remaining == 0 or self.is_head)
+
+    # -- the trailers and early hints extensions ----------------------------------------------
+    def trailer_mode(self) -> int:
+        """Whether trailers promised by http.response.start can go on the wire: only if the client
+        said it takes them (``TE: trailers``, as the extension says), the response has a body, and
+        the protocol can carry them after it (HTTP/2; HTTP/1.1 when chunked, not Content-Length).
+        Otherwise they are dropped, and the response ends with its last body message."""
+        if not self.body_allowed or not self.proto.trailers_possible(self):
+            return DROP_TRAILERS
+        for name, value in self.head.headers:
+            if name == b"te" and b"trailers" in [t.strip().split(b";")[0] for t in value.lower().split(b",")]:
+                return SEND_TRAILERS
+        return DROP_TRAILERS
+
+    def send_trailers(self, message: Any) -> None:
+        if self.trailers == DROP_TRAILERS and self.response == DONE:
+            return  # they could not go on this response (see trailer_mode), which is complete: dropped
+        if self.disconnected or self.proto.closed:
+            raise ClientDisconnected("client disconnected")
+        if self.response != TRAILING:
+            if self.response == WAITING:
+                reason = "the response was not started"
+            elif not self.trailers:
+                reason = "http.response.start did not set 'trailers': True"
+            elif self.response == STARTED:
+                reason = "the body is not complete (more_body was not False yet)"
+            else:
+                reason = "the response is complete"
+            raise RuntimeError(f"Unexpected ASGI message 'http.response.trailers': {reason}")
+        try:
+            fields = prepare_trailers(message.get("headers", ()))
+        except (ResponseError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"Invalid http.response.trailers: {exc}") from None
+        self.trailer_fields += fields
+        if not message.get("more_trailers", False):
+            self.end_with_trailers(self.trailer_fields)
+
+    def end_with_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self.proto.write_trailers(self, fields)
+        self.finish(True)
+
+    def send_early_hint(self, message: Any) -> None:
+        """http.response.early_hint: a 103 with Link fields, while the final head is not yet written
+        (before http.response.start, or after it but before the first body message). Later the
+        hint can no longer precede the response and is dropped, as the extension allows."""
+        if self.disconnected or self.proto.closed:
+            raise ClientDisconnected("client disconnected")
+        try:
+            links = prepare_links(message.get("links", ()))
+        except (ResponseError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"Invalid http.response.early_hint: {exc}") from None
+        if links and (self.response == WAITING or (self.response == STARTED and self.head_pending)):
+            self.proto.write_early_hint(self, links)
 
     async def send_file(self, message: Any) -> None:
         """http.response.zerocopysend: send a file without reading it whole.

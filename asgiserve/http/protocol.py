@@ -110,7 +110,7 @@ class HttpProtocol(asyncio.Protocol):
         self.state.connections.add(self)
         if self.state.http2 is not None:
             if self.scheme == "http":
-                self.sniff = True
+                self.sniff = self.state.http2.cleartext
             elif ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
                 from .. import http2
 
@@ -384,6 +384,19 @@ class HttpProtocol(asyncio.Protocol):
 
     def write_continue(self) -> None:
         self.transport.write(CONTINUE_100)
+
+    def write_early_hint(self, cycle: RequestCycle, links: list[bytes]) -> None:
+        if not cycle.http10:  # a 1.0 client may take any status line for the final one (RFC 9110 15.2)
+            self.transport.write(b"HTTP/1.1 103 Early Hints\r\n" + b"".join(b"link: %s\r\n" % link for link in links)
+                                 + b"\r\n")
+
+    def trailers_possible(self, cycle: RequestCycle) -> bool:
+        head = cycle.head_info
+        return not cycle.http10 and head is not None and head.content_length is None  # chunked: the last chunk carries them
+
+    def write_trailers(self, cycle: RequestCycle, fields: list[tuple[bytes, bytes]]) -> None:
+        if cycle.chunked and not self.closed:
+            self.transport.write(b"0\r\n" + b"".join(b"%s: %s\r\n" % field for field in fields) + b"\r\n")
 
     # -- cycle bookkeeping --------------------------------------------------------------
     def cycle_finished(self, cycle: RequestCycle, keep_alive: bool) -> None:

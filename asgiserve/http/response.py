@@ -119,6 +119,48 @@ def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> Response
 
 EMPTY: frozenset[bytes] = frozenset()
 
+# Fields that frame, route or manage the connection never go in a trailer section (RFC 9110
+# 6.5.1); HTTP/2 forbids the connection-specific ones anywhere (RFC 9113 8.2.2).
+_NOT_TRAILERS = frozenset((
+    b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"proxy-connection", b"upgrade",
+    b"te", b"host", b"trailer",
+))
+
+
+def prepare_trailers(headers: Iterable[Iterable[bytes]]) -> list[tuple[bytes, bytes]]:
+    """Validate an http.response.trailers message's headers: (lower-case name, value) pairs,
+    without the fields a trailer section must not carry (dropped, as Transfer-Encoding is from a
+    head)."""
+    out = []
+    for item in headers:
+        name, value = item
+        if type(name) is not bytes or type(value) is not bytes:
+            raise ResponseError(f"trailer names and values must be bytes, got {item!r}")
+        if not name or _bad_name(name):
+            raise ResponseError(f"invalid trailer name {name!r}")
+        if _bad_value(value):
+            raise ResponseError(f"invalid trailer value {value!r} for {name!r}")
+        name = name.lower()
+        if name not in _NOT_TRAILERS:
+            out.append((name, value))
+    return out
+
+
+def prepare_links(links: Iterable[bytes]) -> list[bytes]:
+    """Validate an http.response.early_hint message's Link field values."""
+    out = []
+    for link in links:
+        if isinstance(link, (bytearray, memoryview)):
+            link = bytes(link)
+        if type(link) is not bytes:
+            raise ResponseError(f"links must be byte strings, got {link!r}")
+        if _bad_value(link):
+            raise ResponseError(f"invalid link {link!r}")
+        link = link.strip()
+        if link:
+            out.append(link)
+    return out
+
 # Apps send the same few headers over and over (content-type, a handful of lengths, cache
 # headers): a (name, value) tuple already validated maps to its encoded line, or, for
 # Content-Length, to its parsed value. Bounded: emptied when full, so it can't grow with

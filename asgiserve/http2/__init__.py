@@ -28,6 +28,9 @@ class H2Settings:
         self.initial_window_size = config.http2_initial_window_size
         self.connection_window_size = config.http2_connection_window_size
         self.stall_timeout = config.http2_stall_timeout
+        # h2c with prior knowledge on cleartext listeners, unless gunicorn's http2_cleartext says
+        # off (or upgrade: Upgrade: h2c is not supported, so no h2c at all).
+        self.cleartext = config.http2_cleartext not in ("off", "upgrade")
 
 
 def start(proto: "HttpProtocol", data: bytes, settings: H2Settings) -> "H2Connection":

@@ -9,9 +9,13 @@ Invariants and defences:
 - App tasks per connection never exceed --http2-max-concurrent-streams: a stream whose
   request arrives while that many tasks still run (reset streams included: rapid reset,
   CVE-2023-44487) waits, unstarted, in ``waiting``, and a stream reset while waiting never
-  starts. h2 itself refuses more open streams than advertised.
+  starts. A stream opened beyond that limit is reset with REFUSED_STREAM (frames.py); the
+  connection and its other streams go on.
 - Header blocks are bounded by h2 (64 CONTINUATION frames of at most --http2-max-frame-size,
   then PROTOCOL_ERROR) and by the decoded size (--http2-max-header-list-size).
+- A decoded header list over --http2-max-header-list-size gets 431 on its stream (up to
+  HEADER_LIST_CAP times it; beyond, h2's GOAWAY: an HPACK bomb).
+- A connection that opens no stream within --timeout-request-header of the accept is closed.
 - A request body that sends nothing for --timeout-request-body gets 408 on its stream.
 - Frames that cost us work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
   RST_STREAM, unknown types) are counted; more than FLOOD_LIMIT within a second ends the
@@ -23,6 +27,10 @@ Invariants and defences:
   accepted ones are answered. The GOAWAY is written as a raw frame, not through h2, because h2
   treats a connection that sent GOAWAY as closed and would stop the in-flight streams.
 - A protocol error from the peer: h2's GOAWAY with its error code, one log line, close.
+- The client's GOAWAY(NO_ERROR): its open streams are still answered (frames.py keeps h2 from
+  closing the connection on it), then the connection closes; with an error code they end now.
+- Request trailers (a HEADERS frame ending the request) are dropped: ASGI has no message for
+  them; the body before them is delivered and the request completes.
 """
 from __future__ import annotations
 
@@ -40,6 +48,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import RequestCycle
 from ..http.events import RequestHead
+from .frames import ServerConnection, StreamRefused
 from .stream import H2Stream
 
 if TYPE_CHECKING:
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asgiserve.error")
 
+HEADER_LIST_CAP = 4  # decoded header lists up to 4x --http2-max-header-list-size get a 431, larger a GOAWAY
 FLOOD_LIMIT = 1000  # control frames (and empty ones) per second before GOAWAY(ENHANCE_YOUR_CALM)
 _FORWARDED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 S = h2.settings.SettingCodes
@@ -57,7 +67,7 @@ class H2Connection:
     __slots__ = (
         "proto", "state", "loop", "settings", "h2", "streams", "waiting", "running", "sending",
         "goaway_sent", "last_stream_id", "flood_count", "flood_start", "blocked_since", "peer_goaway",
-        "max_tasks",
+        "max_tasks", "opened_at",
     )
 
     def __init__(self, proto: "HttpProtocol", settings: "H2Settings") -> None:
@@ -70,7 +80,7 @@ class H2Connection:
             # Outbound headers were validated by prepare_head (and lower-cased by the stream).
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )
-        conn = h2.connection.H2Connection(config=config)
+        conn = ServerConnection(config=config)
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
             S.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
             S.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
@@ -81,7 +91,11 @@ class H2Connection:
         })
         # h2 applies these when the client acknowledges our SETTINGS; enforce them from the start.
         conn.max_inbound_frame_size = settings.max_frame_size
-        conn.decoder.max_header_list_size = settings.max_header_list_size
+        # A header list over the advertised size gets 431 on its stream (on_request), which needs
+        # the whole block decoded (an interrupted decode leaves HPACK out of step for good). The
+        # decoder's own cap, HEADER_LIST_CAP times the limit, still stops HPACK bombs: beyond it,
+        # h2's connection error (GOAWAY ENHANCE_YOUR_CALM).
+        conn.decoder.max_header_list_size = settings.max_header_list_size * HEADER_LIST_CAP
         conn.decoder.max_allowed_table_size = settings.header_table_size
         self.h2 = conn
         self.streams: dict[int, H2Stream] = {}  # streams not yet ended or reset on our side
@@ -95,6 +109,7 @@ class H2Connection:
         self.flood_count = 0
         self.flood_start = 0.0
         self.blocked_since = 0.0  # when a response began waiting on the peer (0: none waits)
+        self.opened_at = proto.idle_since  # the accept: the first request is due within --timeout-request-header
 
     def start(self, data: bytes) -> None:
         """Send our SETTINGS (and connection window), then take the client's first bytes."""
@@ -140,7 +155,14 @@ class H2Connection:
                     self.window_opened(0)
             elif cls is h2.events.ConnectionTerminated:
                 self.on_goaway(event)
-                return
+                if self.proto.closed:
+                    return
+            elif cls is StreamRefused:
+                # Opened beyond --http2-max-concurrent-streams: reset (REFUSED_STREAM) by frames.py,
+                # never started. Counted like a reset, so a client can't make a loop of it.
+                logger.debug("HTTP/2 stream %d from %s refused: over the concurrent stream limit",
+                             event.stream_id, self.proto.client_label())
+                self.flood()
             elif cls is h2.events.TrailersReceived:
                 pass  # request trailers are not passed to ASGI apps (the spec has no message for them)
             elif cls is h2.events.SettingsAcknowledged or cls is h2.events.PingAckReceived:
@@ -172,8 +194,10 @@ class H2Connection:
         method = path = authority = b""
         headers: list[tuple[bytes, bytes]] = []
         length = 0
+        size = 0  # RFC 9113 6.5.2 accounting: name + value + 32 per field
         expect = forwarded = has_host = False
         for name, value in event.headers:
+            size += len(name) + len(value) + 32
             if name[:1] == b":":
                 if name == b":method":
                     method = value
@@ -195,6 +219,14 @@ class H2Connection:
             headers.insert(0, (b"host", authority))  # what apps written for HTTP/1.1 look for
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
+        if size > self.settings.max_header_list_size:
+            logger.info("Request header fields too large from %s (HTTP/2 stream %d: %d bytes)",
+                        self.proto.client_label(), sid, size)
+            stream.write_error(431, "Request Header Fields Too Large")
+            stream.finished = True
+            if self.state.metrics is not None:
+                self.state.metrics.rejected(431)
+            return
         if method == b"CONNECT":
             # No tunnels and no RFC 8441 extended CONNECT: not a request an http scope can carry.
             stream.write_error(501, "Not Implemented: CONNECT")
@@ -277,8 +309,17 @@ class H2Connection:
         self.flush()
 
     def on_goaway(self, event: Any) -> None:
-        """The client is leaving. h2 allows nothing more on this connection, so the streams end now."""
+        """The client is leaving. With NO_ERROR, the streams it opened are still answered (its
+        last-stream-id concerns streams we would have opened: none) and the connection closes
+        once they are; with an error code it has given up on the connection: they end now."""
         self.peer_goaway = True
+        if event.error_code == ErrorCodes.NO_ERROR:
+            logger.debug("HTTP/2 client %s sent GOAWAY: closing once its %d open streams are answered",
+                         self.proto.client_label(), len(self.streams))
+            self.check_idle()
+            return
+        logger.info("HTTP/2 client %s sent GOAWAY(%s): ending its streams",
+                    self.proto.client_label(), getattr(event.error_code, "name", event.error_code))
         for stream in list(self.streams.values()):
             stream.closed_by_reset()
         self.waiting.clear()
@@ -309,11 +350,15 @@ class H2Connection:
                 chunk = chunk[:size]
             stream.pending_size -= size
             sent = True
-            conn.send_data(sid, chunk, end_stream=stream.end_pending and not pending)
-            if stream.end_pending and not pending:
+            end = stream.end_pending and not pending and stream.trailers is None
+            conn.send_data(sid, chunk, end_stream=end)
+            if end:
                 stream.ended = True
         if not pending and stream.end_pending and not stream.ended:
-            conn.end_stream(sid)
+            if stream.trailers is not None:
+                conn.send_headers(sid, stream.trailers, end_stream=True)
+            else:
+                conn.end_stream(sid)
             stream.ended = True
         if sent and not self.proto.write_paused:
             self.blocked_since = 0.0
@@ -373,15 +418,23 @@ class H2Connection:
             return
         self.proto.idle_since = self.loop.time()
         self.blocked_since = 0.0
-        if self.goaway_sent or self.state.shutting_down:
+        if self.goaway_sent or self.peer_goaway or self.state.shutting_down:
             self.proto.close()
 
     def is_idle(self) -> bool:
         return not self.streams and not self.running and not self.waiting
 
     def check_deadlines(self, now: float) -> None:
-        """The server's sweep: a request body that stalls gets 408 (--timeout-request-body, per
-        stream); a response that waited on the peer too long ends the connection."""
+        """The server's sweep: a connection that opened no stream within --timeout-request-header
+        of the accept is closed (GOAWAY), as an HTTP/1.1 one that sends no head is; a request
+        body that stalls gets 408 (--timeout-request-body, per stream); a response that waited
+        on the peer too long ends the connection."""
+        if not self.last_stream_id and not self.proto.closed:
+            timeout = self.state.config.timeout_request_header
+            if now - self.opened_at >= timeout:
+                logger.info("HTTP/2 client %s opened no stream within %gs: closing.", self.proto.client_label(), timeout)
+                self.proto.close()
+            return
         body_timeout = self.state.config.timeout_request_body
         if body_timeout:
             for stream in list(self.streams.values()):

@@ -54,7 +54,7 @@ class H2Stream:
     __slots__ = (
         "connection", "sid", "state", "loop", "server", "client", "scheme", "tls", "proxy", "transport",
         "buffered", "idle_since", "cycle", "pending", "pending_size", "end_pending", "ended", "reset",
-        "waiter", "finished", "started",
+        "waiter", "finished", "started", "trailers",
     )
 
     def __init__(self, connection: "H2Connection", sid: int) -> None:
@@ -80,6 +80,7 @@ class H2Stream:
         self.waiter: Optional[asyncio.Future[None]] = None
         self.finished = False  # the cycle said its response is complete
         self.started = False  # the app was started (not queued behind the connection's limit)
+        self.trailers: Optional[list[tuple[bytes, bytes]]] = None  # a HEADERS frame to end with, after `pending`
 
     # -- Channel --------------------------------------------------------------------------
     @property
@@ -171,6 +172,19 @@ class H2Stream:
         if not self.closed:
             self.connection.h2.send_headers(self.sid, [(b":status", b"100")])
             self.connection.flush()
+
+    def write_early_hint(self, cycle: "RequestCycle", links: list[bytes]) -> None:
+        if not self.closed and not self.ended:
+            self.connection.h2.send_headers(self.sid, [(b":status", b"103")] + [(b"link", link) for link in links])
+            self.connection.flush()
+
+    def trailers_possible(self, cycle: "RequestCycle") -> bool:
+        return True
+
+    def write_trailers(self, cycle: "RequestCycle", fields: list[tuple[bytes, bytes]]) -> None:
+        if not self.closed:
+            self.trailers = fields or None  # a trailing HEADERS frame with END_STREAM, after the DATA before it
+            self.queue(b"", False)
 
     def body_consumed(self, nbytes: int) -> None:
         self.buffered -= nbytes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -484,3 +485,56 @@ def test_logconfig_dict_written_for_gunicorn(tmp_path: Path, procs: list[Supervi
     rows = printed(run(["--print-config", "--log-config", "log.json"], tmp_path))
     assert rows["log_config"] == ("'log.json'", "command line")
     assert rows["logconfig_dict"] == ("3 key(s) (not used: log_config is set)", "file gunicorn.conf.py")
+
+
+# -- gunicorn 27's HTTP/2 settings ------------------------------------------------------------------
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_gunicorn_http2_settings_in_a_config_file(tmp_path: Path, procs: list[Supervised], parser: str) -> None:
+    import h2.events
+    import h2.settings
+
+    from tests.h2client import H2Client
+
+    app = write_app(tmp_path)
+    (tmp_path / "gunicorn.conf.py").write_text(textwrap.dedent(f'''
+        bind = "127.0.0.1:0"
+        wsgi_app = "{app}"
+        http = "{parser}"
+        http_protocols = "h2,h1"
+        http2_max_concurrent_streams = 7
+        http2_initial_window_size = 100000
+        http2_max_frame_size = 32768
+        http2_max_header_list_size = 8192
+    '''))
+    proc = Supervised([], cwd=tmp_path)
+    procs.append(proc)
+    port = proc.port()
+    with H2Client("127.0.0.1", port) as client:
+        assert client.until(lambda c: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events))
+        changed = next(e for e in client.events if isinstance(e, h2.events.RemoteSettingsChanged)).changed_settings
+        codes = h2.settings.SettingCodes
+        assert {code: changed[code].new_value for code in (
+            codes.MAX_CONCURRENT_STREAMS, codes.INITIAL_WINDOW_SIZE, codes.MAX_FRAME_SIZE, codes.MAX_HEADER_LIST_SIZE,
+        )} == {codes.MAX_CONCURRENT_STREAMS: 7, codes.INITIAL_WINDOW_SIZE: 100000, codes.MAX_FRAME_SIZE: 32768,
+               codes.MAX_HEADER_LIST_SIZE: 8192}
+        status, _, body = client.response(client.request("/"))
+        assert status == 200 and body.startswith(b"v1 ")
+    assert get(port)[0] == 200  # HTTP/1.1 on the same port
+    assert "not applicable" not in proc.text and "not supported" not in proc.text
+    proc.signal(signal.SIGTERM)
+    assert proc.finish() == 0
+    rows = printed(run(["--print-config"], tmp_path))
+    assert rows["http2"] == ("True", "file gunicorn.conf.py (http_protocols)")
+    assert rows["http2_max_concurrent_streams"] == ("7", "file gunicorn.conf.py")
+    # http2_cleartext = "off" (gunicorn's default): HTTP/2 over TLS only, the preface is not taken on cleartext.
+    with (tmp_path / "gunicorn.conf.py").open("a") as fh:
+        fh.write('http2_cleartext = "off"\n')
+    proc = Supervised([], cwd=tmp_path)
+    procs.append(proc)
+    port = proc.port()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert get(port)[0] == 200
+    proc.signal(signal.SIGTERM)
+    assert proc.finish() == 0

@@ -160,3 +160,23 @@ def test_readme_documents_the_source_flags_and_every_gunicorn_setting() -> None:
     for name in [*GUNICORN, *NOT_APPLICABLE, *hooks.HOOKS, "logconfig_dict"]:
         assert f"`{name}`" in section or f"`{name}(" in section or (
             name.startswith(("http2_", "dirty_")) and f"`{name.split('_')[0]}_*`" in section), name
+
+
+def test_gunicorn_http2_settings_map_onto_the_http2_options() -> None:
+    sources = settings(http_protocols="h2,h1", http2_cleartext=True, http2_max_concurrent_streams=7,
+                       http2_initial_window_size=100000, http2_max_frame_size=32768, http2_max_header_list_size=0)
+    assert sources.defaults == {
+        "http2": True, "http2_cleartext": "prior-knowledge", "http2_max_concurrent_streams": 7,
+        "http2_initial_window_size": 100000, "http2_max_frame_size": 32768, "http2_max_header_list_size": 1 << 20,
+    }
+    assert sources.origins["http2"] == "file conf.py (http_protocols)" and not sources.notes
+    config = Config(app="a:b", **sources.defaults)
+    assert config.http2 and config.http2_max_concurrent_streams == 7
+    assert settings(http_protocols="h2").defaults == {"http2": True}
+    assert settings(http_protocols="h1", http2_cleartext="OFF").defaults == {"http2": False, "http2_cleartext": "OFF"}
+    assert Config(app="a:b", http2_cleartext=" OFF").http2_cleartext == "off"
+    for bad, message in (("h3", "invalid protocol 'h3'"), ("h2,h2", "lists a protocol twice"), (2, "must be a string")):
+        with pytest.raises(ConfigError, match=message):
+            settings(http_protocols=bad)
+    with pytest.raises(ConfigError, match="--http2-cleartext must be one of"):
+        Config(app="a:b", http2_cleartext="sometimes")

@@ -279,3 +279,21 @@ def test_kubernetes_grace_period_covers_prestop_drain_and_lifespan_shutdown() ->
     assert grace >= pre_stop + drain + 5, (grace, pre_stop, drain)
     assert "maxUnavailable: 0" in text and "readinessProbe:" in text and "livenessProbe:" in text
     assert "kind: Service" in text and "type: RollingUpdate" in text
+
+
+def test_gunicorn_http2_flags(recorder: list[Config]) -> None:
+    result = invoke("--http-protocols", "h2,h1", "--http2-cleartext", "both", "--http2-max-concurrent-streams", "7",
+                    "--http2-initial-window-size", "100000", "--http2-max-frame-size", "32768",
+                    "--http2-max-header-list-size", "8192", "main:app")
+    assert result.exit_code == 0, result.output
+    config = recorder[-1]
+    assert config.http2 and config.http2_cleartext == "both" and config.http2_max_concurrent_streams == 7
+    assert (config.http2_initial_window_size, config.http2_max_frame_size, config.http2_max_header_list_size) == (
+        100000, 32768, 8192)
+    notes = startup.notes(config)
+    assert notes[0] == "--http-protocols h2,h1: HTTP/2 on (--http2), preferred in ALPN."
+    assert "Upgrade: h2c is not supported" in notes[1] and "prior-knowledge h2c is served" in notes[1]
+    assert invoke("--http-protocols", "h1", "--http2", "main:app").exit_code == 0
+    assert recorder[-1].http2 is False  # given, it decides
+    result = invoke("--http-protocols", "h2,h3", "main:app")
+    assert result.exit_code == 2 and "--http-protocols: invalid protocol 'h3'" in result.output

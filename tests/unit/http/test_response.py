@@ -123,3 +123,22 @@ def test_int_enum_status_accepted_as_its_int() -> None:
 
     head = prepare_head(HTTPStatus.NOT_FOUND, [])
     assert head.status == 404 and type(head.status) is int
+
+
+def test_trailers_lower_cased_framing_fields_dropped_and_injection_refused() -> None:
+    from asgiserve.http.response import prepare_trailers
+
+    assert prepare_trailers([(b"X-Checksum", b"1"), (b"Content-Length", b"5"), (b"transfer-encoding", b"x"),
+                             (b"TE", b"trailers"), (b"grpc-status", b"0")]) == [(b"x-checksum", b"1"), (b"grpc-status", b"0")]
+    for bad in ([(b"x", b"a\r\nb")], [(b":status", b"200")], [("x", b"1")], [(b"", b"1")]):
+        with pytest.raises(ResponseError):
+            prepare_trailers(bad)
+
+
+def test_early_hint_links_are_bytes_without_line_breaks() -> None:
+    from asgiserve.http.response import prepare_links
+
+    assert prepare_links([b" </a.css>; rel=preload ", bytearray(b"</b.js>"), b""]) == [b"</a.css>; rel=preload", b"</b.js>"]
+    for bad in ([b"</a>\r\nx: y"], ["</a>"], [b"\x00"]):
+        with pytest.raises(ResponseError):
+            prepare_links(bad)  # type: ignore[arg-type]

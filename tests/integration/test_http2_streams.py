@@ -1,0 +1,195 @@
+"""HTTP/2 stream-level answers that must not cost the connection: streams over the concurrency
+limit (REFUSED_STREAM), oversized header lists (431), request trailers, the client's own GOAWAY,
+and a connection that never opens a stream (--timeout-request-header). A raw frame client
+(tests/h2client.py) drives each case; every test runs on both parsers (the HTTP/1.1 parser sees
+the connection first and hands it over on the preface)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Callable
+
+import h2.events
+import pytest
+from h2.errors import ErrorCodes
+
+from tests.h2client import H2Client
+from tests.support import RunningServer
+
+Serve = Callable[..., RunningServer]
+pytestmark = pytest.mark.timeout(60)
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body; answers "method path size"."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"{scope['method']} {scope['path']} {size}".encode()})
+
+
+class Gated:
+    """An app whose requests wait for ``gate``; ``started`` is set once ``expect`` requests are in."""
+
+    def __init__(self, expect: int) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.seen: list[str] = []
+        self.after: list[str] = []  # what receive() said once the body was read
+        self.expect = expect
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.seen.append(scope["path"])
+        if len(self.seen) >= self.expect:
+            self.started.set()
+        while (await receive()).get("more_body"):
+            pass
+        if scope["path"].startswith("/listen"):
+            self.after.append((await receive())["type"])  # waits: http.disconnect when the stream ends
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+
+def test_streams_over_the_limit_are_refused_the_others_go_on(serve: Serve) -> None:
+    app = Gated(2)
+    srv = serve(app, http2=True, http2_max_concurrent_streams=2)
+    with H2Client(srv.host, srv.port) as client:
+        # Sent before the client read the server's SETTINGS, so its h2 does not hold them back.
+        sids = [client.request(f"/s{i}", headers=[(b"x-filler", b"%d" % i * 50)]) for i in range(5)]
+        for sid in sids[2:]:
+            with pytest.raises(ConnectionError, match="REFUSED_STREAM"):
+                client.response(sid)
+        assert app.started.wait(5)
+        app.gate.set()
+        for i, sid in enumerate(sids[:2]):
+            assert client.response(sid)[::2] == (200, f"/s{i}".encode())
+        # Same connection, HPACK still in step (the refused blocks were decoded too).
+        status, _, body = client.response(client.request("/after", headers=[(b"x-filler", b"4" * 50)]))
+        assert (status, body) == (200, b"/after")
+        assert client.goaway is None and not client.closed
+    assert app.seen == ["/s0", "/s1", "/after"]  # refused streams never reach the app: safe to retry
+    assert "Traceback" not in srv.logs.text()
+
+
+def test_oversized_header_list_gets_431_on_its_stream(serve: Serve) -> None:
+    srv = serve(echo_app, http2=True, http2_max_header_list_size=4096)
+    with H2Client(srv.host, srv.port) as client:
+        client.until(lambda c: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events))
+        open_sid = client.request("/open", "POST", body=b"ab", end=False)  # in flight meanwhile
+        big = client.request("/big", headers=[(b"x-big", b"v" * 8000)])
+        status, headers, body = client.response(big)
+        assert (status, body) == (431, b"Request Header Fields Too Large\n")
+        client.conn.send_data(open_sid, b"cd", end_stream=True)
+        client.flush()
+        assert client.response(open_sid)[::2] == (200, b"POST /open 4")
+        assert client.response(client.request("/after"))[::2] == (200, b"GET /after 0")
+        assert client.goaway is None and not client.closed
+    text = srv.logs.text()
+    assert "Request header fields too large" in text and "Traceback" not in text
+
+
+def test_header_list_far_over_the_limit_ends_the_connection(serve: Serve) -> None:
+    """Beyond 4x the limit the block is not decoded to its end (an HPACK bomb's cost is bounded),
+    which leaves the connection's HPACK state unusable: GOAWAY for the connection."""
+    srv = serve(echo_app, http2=True, http2_max_header_list_size=4096)
+    with H2Client(srv.host, srv.port) as client:
+        client.until(lambda c: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events))
+        client.request("/", headers=[(b"x-big-%d" % i, b"v" * 4000) for i in range(6)])
+        assert client.until(lambda c: c.goaway is not None or c.closed, timeout=5)
+        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    text = srv.logs.text()
+    assert "HTTP/2 protocol error" in text and "Traceback" not in text
+
+
+def test_request_trailers_are_dropped_and_the_request_completes(serve: Serve) -> None:
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if not message.get("more_body"):
+                break
+        seen.append((scope["headers"], messages))
+        body = b"".join(m.get("body", b"") for m in messages)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d %s" % (len(body), body[:3])})
+
+    srv = serve(app, http2=True)
+    with H2Client(srv.host, srv.port) as client:
+        sid = client.request("/body", "POST", end=False, headers=[(b"te", b"trailers")])
+        body = b"abc" + b"x" * 40000
+        for i in range(0, len(body), 16384):  # within the stream's initial window (256 KiB)
+            client.conn.send_data(sid, body[i:i + 16384])
+        client.conn.send_headers(sid, [(b"x-checksum", b"42")], end_stream=True)  # trailers end the request
+        client.flush()
+        assert client.response(sid)[::2] == (200, b"40003 abc")
+        sid = client.request("/no-body", "POST", end=False)
+        client.conn.send_headers(sid, [(b"x-checksum", b"0")], end_stream=True)
+        client.flush()
+        assert client.response(sid)[::2] == (200, b"0 ")
+        assert client.response(client.request("/after"))[::2] == (200, b"0 ")
+        assert client.goaway is None
+    for headers, messages in seen:
+        assert all(name != b"x-checksum" for name, _ in headers)  # not mixed into the head
+        assert messages[-1]["type"] == "http.request" and messages[-1]["more_body"] is False
+    assert "Traceback" not in srv.logs.text()
+
+
+def test_client_goaway_lets_open_streams_finish(serve: Serve) -> None:
+    app = Gated(3)
+    srv = serve(app, http2=True)
+    with H2Client(srv.host, srv.port) as client:
+        sids = [client.request(f"/g{i}") for i in range(3)]
+        assert app.started.wait(5)
+        client.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=0)  # we accept no pushed stream
+        client.flush()
+        app.gate.set()
+        for i, sid in enumerate(sids):
+            assert client.response(sid)[::2] == (200, f"/g{i}".encode())
+        assert client.until(lambda c: c.closed, timeout=5)  # closed once they are answered
+    text = srv.logs.text()
+    assert text.count('HTTP/2" 200') == 3
+    assert "Traceback" not in text and "Exception" not in text and "ERROR" not in text
+
+
+def test_client_goaway_with_an_error_ends_its_streams(serve: Serve) -> None:
+    app = Gated(2)
+    srv = serve(app, http2=True)
+    with H2Client(srv.host, srv.port) as client:
+        client.request("/listen1")
+        client.request("/listen2")
+        assert app.started.wait(5)
+        client.conn.close_connection(ErrorCodes.PROTOCOL_ERROR, last_stream_id=0)
+        client.flush()
+        assert client.until(lambda c: c.closed, timeout=5)
+    srv.stop()
+    assert app.after == ["http.disconnect", "http.disconnect"]  # the apps were told
+    text = srv.logs.text()
+    assert "sent GOAWAY(PROTOCOL_ERROR)" in text and "Traceback" not in text
+
+
+def test_connection_without_a_stream_is_closed_by_the_request_header_timeout(serve: Serve) -> None:
+    srv = serve(echo_app, http2=True, timeout_request_header=0.5, timeout_keep_alive=60)
+    with H2Client(srv.host, srv.port) as client:  # preface and SETTINGS, then nothing
+        assert client.until(lambda c: c.closed, timeout=10)
+        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
+        assert client.goaway.last_stream_id == 0
+    assert "opened no stream within 0.5s" in srv.logs.text()
+    with H2Client(srv.host, srv.port) as client:  # once a stream came, only the keep-alive timeout applies
+        assert client.response(client.request("/x"))[0] == 200
+        assert not client.until(lambda c: c.closed, timeout=1.5)
+        assert client.response(client.request("/y"))[0] == 200
