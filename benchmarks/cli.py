@@ -127,6 +127,7 @@ def scenario_record(s: Any) -> dict[str, Any]:
             "method": "POST" if s.post_bytes else "GET", "concurrency": list(s.concurrency),
             "body_bytes": s.body_bytes, "post_bytes": s.post_bytes, "conn_counts": list(s.conn_counts),
             "ideal_seconds": s.ideal_seconds, "notes": s.notes, "unique_targets": s.unique_targets,
+            "h2_streams": s.h2_streams,
             "variants": variants, "baselines": {v.id: s.baseline_for(v) for v in s.variants}, "rows": []}
 
 
