@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional, TextIO
 
 from . import memory
+from .h2load import H2Result, run_h2load
 from .scenarios import Scenario, Variant
 from .servers import SERVERS, ServerProcess, probe
-from .h2load import H2Result, run_h2load
 from .wrk import WrkResult, run_wrk
 from .wsload import WsResult, run_echo
 

@@ -164,14 +164,16 @@ def all_scenarios() -> list[Scenario]:
                  _h2_variants(unlimited_hypercorn=True), concurrency=(1,), h2_streams=100, baseline="uvicorn-zttp",
                  notes="h2load -c1 -m100, 13-byte responses"),
         Scenario("h2-plaintext-64x10", "HTTP/2 plaintext (h2c), 64 connections x 10 streams", "h2", _h2_variants(),
-                 concurrency=(64,), h2_streams=10, baseline="uvicorn-zttp", notes="h2load -c64 -m10, 13-byte responses"),
+                 concurrency=(64,), h2_streams=10, baseline="uvicorn-zttp",
+                 notes="h2load -c64 -m10, 13-byte responses"),
         Scenario("h2-download-1m", "HTTP/2 1 MiB download (h2c), 4 connections x 4 streams", "h2", _h2_variants(),
                  path="/big", concurrency=(4,), h2_streams=4, body_bytes=MIB, peak_rss=True, baseline="uvicorn-zttp",
                  notes="h2load -c4 -m4; the body is one 1 MiB ASGI message, so flow control paces it"),
     ]
 
 
-QUICK_SERVERS = ("asgiserve", "uvicorn", "uvicorn-zttp", "granian", "limit", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
+QUICK_SERVERS = ("asgiserve", "uvicorn", "uvicorn-zttp", "granian", "limit", "asgiserve-wsgi", "uvicorn-a2wsgi",
+                 "gunicorn-gthread")
 
 
 def quick(s: Scenario, headline_only: bool = True) -> Scenario:

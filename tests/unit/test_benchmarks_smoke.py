@@ -86,7 +86,8 @@ def test_h2load_output_parsed() -> None:
         h2load.parse("No protocol negotiated. Aborted.\n", [], 3.0)
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed (apt-get install -y nghttp2-client)")
+@pytest.mark.skipif(shutil.which("h2load") is None,
+                    reason="h2load is not installed (apt-get install -y nghttp2-client)")
 @pytest.mark.timeout(60)
 def test_quick_h2_against_asgiserve(tmp_path: Path) -> None:
     """The HTTP/2 scenario end to end (about 3 s): asgiserve --http2 answers the h2c probe, h2load's run
