@@ -15,15 +15,16 @@ import time
 from importlib import metadata
 from typing import Any, Optional
 
-from . import memory, plots, report, ws, wsload
+from . import h2, h2load, memory, plots, report, ws, wsload
 from .runner import Progress, Settings, planned, run_load, run_memory
 from .scenarios import all_scenarios, select
 from .servers import REPO, SERVERS, SOURCE
 from .wrk import WRK_MISSING, find_wrk
 
-QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory"]  # headline servers only
+QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory",
+                   "h2-plaintext-64x10"]  # headline servers only; the HTTP/2 one only where h2load is installed
 PACKAGES = ("asgiserve", "uvicorn", "httptools", "uvloop", "h11", "hypercorn", "granian", "gunicorn", "a2wsgi",
-            "starlette", "fastapi", "flask", "websockets", "wsproto")
+            "starlette", "fastapi", "flask", "websockets", "wsproto", "h2", "zttp")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -57,6 +58,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     a.servers = [n for n in a.servers.split(",") if n]
     if a.quick and not a.scenario:
         a.scenario = list(QUICK_SCENARIOS)
+        if h2load.find_h2load() is None:
+            print(f"--quick: skipping the HTTP/2 smoke run: {h2load.H2LOAD_MISSING}", file=sys.stderr)
+            a.scenario = [n for n in a.scenario if not n.startswith("h2-")]
     a.rounds = a.rounds or (1 if a.quick else 4)
     a.duration = a.duration or (1 if a.quick else 3)
     a.warmup = a.warmup or 1
@@ -126,6 +130,7 @@ def scenario_record(s: Any) -> dict[str, Any]:
             "method": "POST" if s.post_bytes else "GET", "concurrency": list(s.concurrency),
             "body_bytes": s.body_bytes, "post_bytes": s.post_bytes, "conn_counts": list(s.conn_counts),
             "ideal_seconds": s.ideal_seconds, "notes": s.notes, "unique_targets": s.unique_targets,
+            "h2_streams": s.h2_streams,
             "variants": variants, "baselines": {v.id: s.baseline_for(v) for v in s.variants}, "rows": []}
 
 
@@ -142,11 +147,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(write_outputs(results, os.path.dirname(os.path.abspath(a.report_only))))
         return 0
     scenarios = select(a.scenario, a.servers, a.quick)
-    if find_wrk() is None and any(s.kind not in ws.KINDS for s in scenarios):
+    if find_wrk() is None and any(s.kind not in ws.KINDS + h2.KINDS for s in scenarios):
         print(WRK_MISSING, file=sys.stderr)
         return 2
     if wsload.find_cc() is None and any(s.kind in ws.KINDS for s in scenarios):
         print(wsload.CC_MISSING, file=sys.stderr)
+        return 2
+    if h2load.find_h2load() is None and any(s.kind in h2.KINDS for s in scenarios):
+        print(h2load.H2LOAD_MISSING, file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # so `kill` of the harness still stops its servers
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
@@ -158,6 +166,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   freeze=not a.no_freeze)
     method = (f"one worker per server{f', pinned to core {a.server_cpu}' if pin else ''}; wrk -t1"
               f"{' (wsload for WebSockets)' if any(s.kind in ws.KINDS for s in scenarios) else ''}"
+              f"{' (h2load -t1 for HTTP/2)' if any(s.kind in h2.KINDS for s in scenarios) else ''}"
               f"{f' pinned to core {a.client_cpu}' if pin else ''}; keep-alive; {st.warmup} s warm-up per server; "
               f"{st.rounds} rounds of {st.duration} s alternating order (A..Z then Z..A; sweeps at most 2 rounds, "
               f"the I/O sweep in 5 s windows); medians with min-max; noisy measurements repeated up to "
@@ -171,6 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if any(s.kind in ws.KINDS for s in scenarios):
         results["meta"]["versions"]["uvicorn --ws auto"] = wsload.uvicorn_ws_auto()
         results["meta"]["versions"]["wsload compiler"] = wsload.compiler()
+    if any(s.kind in h2.KINDS for s in scenarios):
+        results["meta"]["versions"]["h2load"] = h2load.version()
     if a.snapshot:
         SOURCE["dir"] = snapshot()
     progress = Progress(sum(planned(s, st) for s in scenarios))
@@ -203,7 +214,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if a.snapshot:
             shutil.rmtree(SOURCE["dir"], ignore_errors=True)
         print(f"results: {path} ({results['meta']['total_seconds'] / 60:.1f} min)")
-    print("\n".join(report.headline(results) + ws.headline(results)))
+    http1 = report.headline(results)
+    print("\n".join((http1 if len(http1) > 2 else []) + ws.headline(results) + h2.headline(results)
+                    + h2.failure_notes(results)))
     failed = results["meta"]["failures"]
     return 1 if failed or results["meta"].get("interrupted") else 0
 

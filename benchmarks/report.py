@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from . import ws
+from . import h2, ws
 from .stats import summarise
 
 MiB = float(1 << 20)
@@ -128,6 +128,10 @@ def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str])
     wl = ws.headline(results)
     if wl:
         md += ["## Headline: WebSockets, asgiserve / uvicorn (httptools+uvloop, its default --ws auto)", ""] + wl + [""]
+    hl2 = h2.headline(results)
+    if hl2:
+        md += ["## Headline: HTTP/2 (h2c, h2load), asgiserve / each other server", ""] + hl2 + [""]
+        md += h2.failure_notes(results) + [""]
     for key, fname in plots.items():
         if key.startswith("group:"):
             md += [f"![{key[6:]} throughput]({fname})", ""]
@@ -145,6 +149,10 @@ def write_markdown(results: dict[str, Any], out_dir: str, plots: dict[str, str])
                    f"{s['notes']}.", ""] + ws.echo_table(s)
         elif s["kind"] == "ws-memory":
             md += ws.memory_table(s)
+        elif s["kind"] == "h2":
+            md += [f"h2c (prior knowledge) `GET {s['path']}`, {s['concurrency'][0]} connection(s) x "
+                   f"{s.get('h2_streams', 0)} concurrent streams, h2load -D. {s['notes']}. Ratios to uvicorn "
+                   f"(--http zttp --http2).", ""] + h2.table(s)
         else:
             md += memory_table(s)
         if s["name"] in plots:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional, TextIO
 
 from . import memory
+from .h2load import H2Result, run_h2load
 from .scenarios import Scenario, Variant
 from .servers import SERVERS, ServerProcess, probe
 from .wrk import WrkResult, run_wrk
@@ -111,7 +112,7 @@ def core_busy_seconds(cpu: Optional[int]) -> float:
 
 def _drain(p: ServerProcess, path: str, timeout: float) -> None:
     with contextlib.suppress(OSError):
-        probe(p.port, path, timeout=timeout, tls=p.opts.tls)
+        probe(p.port, path, timeout=timeout, tls=p.opts.tls, h2=p.opts.h2)
 
 
 def run_load(s: Scenario, st: Settings, progress: Progress, failures: dict[str, str]) -> list[dict[str, Any]]:
@@ -147,10 +148,13 @@ def alone(p: ServerProcess, freeze: bool) -> Iterator[ServerProcess]:
 
 
 def _load(s: Scenario, v: Variant, p: ServerProcess, c: int, duration: float,
-          cpu: Optional[int]) -> "WrkResult | WsResult":
-    """wrk for HTTP scenarios; wsload (a closed-loop WebSocket echo client) for the WebSocket ones."""
+          cpu: Optional[int]) -> "WrkResult | WsResult | H2Result":
+    """wrk for HTTP scenarios; wsload (a closed-loop WebSocket echo client) for the WebSocket ones; h2load
+    (c connections of ``s.h2_streams`` concurrent streams each) for the HTTP/2 ones."""
     if s.kind == "ws":
         return run_echo(p.port, c, duration, cpu, s.ws_bytes, s.ws_binary, s.timeout_s)
+    if s.kind == "h2":
+        return run_h2load(p.url + (v.path or s.path), c, s.h2_streams, duration, cpu, s.timeout_s)
     return run_wrk(p.url + (v.path or s.path), c, duration, cpu, s.post_bytes, s.timeout_s, s.unique_targets)
 
 
@@ -164,6 +168,8 @@ def _measure(s: Scenario, st: Settings, v: Variant, c: int, r: int, p: ServerPro
         if best is None or row["foreign_load"] < best["foreign_load"]:
             best = row
         if row["foreign_load"] <= NOISY or st.retry_budget <= 0:
+            break
+        if row.get("stalled"):  # the server left its core idle (a cut connection): others filled it, not noise
             break
         if attempt < st.retries:
             st.retry_budget -= 1
@@ -197,16 +203,19 @@ def _report(s: Scenario, v: Variant, c: int, r: int, row: dict[str, Any], progre
     rps = row["requests"] / row["seconds"] if row["seconds"] else 0.0
     flags = []
     if wrk_load >= SATURATED:
-        flags.append("CLIENT-SATURATED" if s.kind == "ws" else "WRK-SATURATED")
+        flags.append("CLIENT-SATURATED" if s.kind in ("ws", "h2") else "WRK-SATURATED")
     if row["errors"]:
         flags.append(f"errors={row['errors']}")
+    if row.get("stalled"):
+        flags.append(f"STALLED: last response at {row['last_response_s']:.2f} s of {row['seconds']:.0f} s")
     speed = f"{rps:>9,.0f} {'msg' if s.kind == 'ws' else 'req'}/s"
     if s.body_bytes:
         speed += f" {rps * s.body_bytes / 1e6:>7,.0f} MB/s"
     if s.peak_rss:
         speed += f"  peak RSS {row['peak_rss'] / 2**20:5.0f} MiB"
-    client = "cli" if s.kind == "ws" else "wrk"
-    progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} c={c:<4}{speed}  p99 {row['latency_us']['p99'] / 1000:>7.1f} ms"
+    client = {"ws": "cli", "h2": "h2l"}.get(s.kind, "wrk")
+    conc = f"c={c}x{s.h2_streams}" if s.kind == "h2" else f"c={c}"
+    progress.line(f"{s.name:<13} r{r + 1} {v.id:<16} {conc:<6}{speed}  p99 {row['latency_us']['p99'] / 1000:>7.1f} ms"
                   f"  srv {srv_load:4.0%} {client} {wrk_load:4.0%} other {row['foreign_load']:4.0%}"
                   + (f"  {' '.join(flags)}" if flags else ""))
 

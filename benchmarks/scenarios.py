@@ -18,6 +18,9 @@ BODY_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian",
                 "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
 BIG_BODY_SERVERS = ("asgiserve", "uvicorn", "granian", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
 BASELINES = {"asgi": "uvicorn", "limit": "uvicorn", "wsgi": "uvicorn-a2wsgi"}
+H2_SERVERS = ("asgiserve", "uvicorn-zttp", "hypercorn", "granian", "gunicorn-asgi")
+H2_APP = A + "h2_bench:app"
+H2_OPTS = Opts(h2=True)
 WS_APP = A + "ws_bench:app"
 KIB = 1 << 10
 
@@ -46,7 +49,7 @@ class Variant:
 class Scenario:
     name: str
     title: str
-    kind: str  # "throughput" | "sweep" | "memory" | "ws" (WebSocket echo) | "ws-memory"
+    kind: str  # "throughput" | "sweep" | "memory" | "ws" (WebSocket echo) | "ws-memory" | "h2" (h2load)
     variants: tuple[Variant, ...]
     path: str = "/"
     concurrency: tuple[int, ...] = (64,)
@@ -63,9 +66,11 @@ class Scenario:
     extra: dict[str, str] = field(default_factory=dict)
     ws_bytes: int = 0  # WebSocket echo: message size
     ws_binary: bool = False  # binary frames (else text)
+    h2_streams: int = 0  # HTTP/2: concurrent streams per connection (concurrency counts connections)
+    baseline: Optional[str] = None  # the variant every ratio is to, when not the kind's usual one
 
     def baseline_for(self, v: Variant) -> Optional[str]:
-        want = BASELINES.get(v.kind)
+        want = self.baseline or BASELINES.get(v.kind)
         return want if any(x.id == want for x in self.variants) else None
 
 
@@ -99,6 +104,17 @@ def _ws_variants(opts: Opts = Opts()) -> tuple[Variant, ...]:
                     label="uvicorn (httptools+uvloop, --ws wsproto)"),
             Variant("hypercorn", "hypercorn", WS_APP, o, label="hypercorn (uvloop, wsproto)"),
             Variant("granian", "granian", WS_APP, o, label="granian (asgi, WebSockets on)"))
+
+
+def _h2_variants(unlimited_hypercorn: bool = False) -> tuple[Variant, ...]:
+    """The HTTP/2 servers, h2c with prior knowledge. hypercorn's defaults end a connection after 1,000
+    requests (keep_alive_max_requests, settable only in a config file); where one connection would pass
+    that within a measurement, it also runs with the limit out of the way."""
+    out = list(_by_app(H2_SERVERS, H2_APP, opts=H2_OPTS))
+    if unlimited_hypercorn:
+        out.insert(3, Variant("hypercorn-unlimited", "hypercorn", H2_APP, Opts(h2=True, conn_max_requests=10**9),
+                              label="hypercorn (uvloop, keep_alive_max_requests 10^9)"))
+    return tuple(out)
 
 
 def all_scenarios() -> list[Scenario]:
@@ -144,10 +160,20 @@ def all_scenarios() -> list[Scenario]:
                  notes="Each connection sends one message and awaits its echo, in a loop; no compression offered"),
         Scenario("ws-memory", "Server RSS holding 10,000 idle WebSockets (and, for comparison, keep-alive "
                  "connections)", "ws-memory", _ws_variants(Opts(keep_alive=600.0)), conn_counts=(10000,)),
+        Scenario("h2-plaintext-1x100", "HTTP/2 plaintext (h2c), 1 connection x 100 streams", "h2",
+                 _h2_variants(unlimited_hypercorn=True), concurrency=(1,), h2_streams=100, baseline="uvicorn-zttp",
+                 notes="h2load -c1 -m100, 13-byte responses"),
+        Scenario("h2-plaintext-64x10", "HTTP/2 plaintext (h2c), 64 connections x 10 streams", "h2", _h2_variants(),
+                 concurrency=(64,), h2_streams=10, baseline="uvicorn-zttp",
+                 notes="h2load -c64 -m10, 13-byte responses"),
+        Scenario("h2-download-1m", "HTTP/2 1 MiB download (h2c), 4 connections x 4 streams", "h2", _h2_variants(),
+                 path="/big", concurrency=(4,), h2_streams=4, body_bytes=MIB, peak_rss=True, baseline="uvicorn-zttp",
+                 notes="h2load -c4 -m4; the body is one 1 MiB ASGI message, so flow control paces it"),
     ]
 
 
-QUICK_SERVERS = ("asgiserve", "uvicorn", "granian", "limit", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
+QUICK_SERVERS = ("asgiserve", "uvicorn", "uvicorn-zttp", "granian", "limit", "asgiserve-wsgi", "uvicorn-a2wsgi",
+                 "gunicorn-gthread")
 
 
 def quick(s: Scenario, headline_only: bool = True) -> Scenario:

@@ -36,6 +36,8 @@ class Opts:
     limit_type: str = "text/plain; charset=utf-8"
     ws: Optional[str] = None  # WebSocket scenarios: uvicorn's --ws value; granian keeps WebSockets on
     tls: bool = False  # serve HTTPS with the harness's self-signed certificate (tls_files())
+    h2: bool = False  # HTTP/2 scenarios: h2c (prior knowledge) on, readiness and drain probes speak h2c
+    conn_max_requests: Optional[int] = None  # hypercorn's keep_alive_max_requests (requests per connection)
 
 
 Builder = Callable[[str, int, Opts], list[str]]
@@ -80,6 +82,8 @@ def _asgiserve(http: str) -> Builder:
                "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
         if o.keep_alive is not None:
             cmd += ["--timeout-keep-alive", str(o.keep_alive)]
+        if o.h2:
+            cmd += ["--http2"]
         return cmd + _tls_args(o, "--ssl-certfile", "--ssl-keyfile")
     return build
 
@@ -100,6 +104,11 @@ def _uvicorn(http: str, lifespan: str = "on") -> Builder:
     return build
 
 
+def _uvicorn_zttp(app: str, port: int, o: Opts) -> list[str]:
+    """uvicorn 0.55's HTTP/2: the zttp parser (HTTP/1.1 and prior-knowledge h2c on one port)."""
+    return _uvicorn("zttp")(app, port, o) + ["--http2"]
+
+
 def _uvicorn_a2wsgi(app: str, port: int, o: Opts) -> list[str]:
     return _uvicorn("httptools", "off")("benchmarks.apps.a2wsgi_wrap:make", port, o) + ["--factory"]
 
@@ -113,13 +122,24 @@ def _hypercorn(app: str, port: int, o: Opts) -> list[str]:
            "--worker-class", "uvloop", "--log-level", "warning"]
     if o.keep_alive is not None:
         cmd += ["--keep-alive", str(int(o.keep_alive))]
+    if o.conn_max_requests is not None:  # not a command-line flag: a config file (command-line flags still win)
+        cmd += ["--config", _hypercorn_config(o.conn_max_requests)]
     return cmd + _tls_args(o, "--certfile", "--keyfile")
+
+
+def _hypercorn_config(max_requests: int) -> str:
+    folder = os.path.join(REPO, "benchmarks", ".work")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"hypercorn-max-requests-{max_requests}.toml")
+    with open(path, "w") as f:
+        f.write(f"keep_alive_max_requests = {max_requests}\n")
+    return path
 
 
 def _granian(interface: str) -> Builder:
     def build(app: str, port: int, o: Opts) -> list[str]:
         cmd = [PY, "-m", "granian", "--interface", interface, "--host", HOST, "--port", str(port),
-               "--workers", "1", "--http", "1", "--log-level", "warning", "--no-access-log"]
+               "--workers", "1", "--http", "auto" if o.h2 else "1", "--log-level", "warning", "--no-access-log"]
         if o.ws is None:
             cmd += ["--no-ws"]
         if interface == "asgi":
@@ -146,6 +166,17 @@ def _gunicorn(worker: str) -> Builder:
     return build
 
 
+def _gunicorn_asgi(app: str, port: int, o: Opts) -> list[str]:
+    """gunicorn 27's own ASGI worker; with h2, prior-knowledge h2c next to HTTP/1.1 (`both`: HTTP/1.1
+    requests are still served, so the readiness probe may speak either). gunicorn allows h2c only from
+    peers in --forwarded-allow-ips, whose default (127.0.0.1,::1) covers the harness."""
+    cmd = [PY, "-m", "gunicorn", app, "--bind", f"{HOST}:{port}", "--workers", "1", "--worker-class", "asgi",
+           "--asgi-loop", "uvloop", "--log-level", "warning"]
+    if o.h2:
+        cmd += ["--http-protocols", "h2,h1", "--http2-cleartext", "both"]
+    return cmd
+
+
 def _limit(app: str, port: int, o: Opts) -> list[str]:
     return [PY, "-m", "benchmarks.limit_server", "--host", HOST, "--port", str(port),
             "--body", o.limit_body, "--content-type", o.limit_type]
@@ -156,6 +187,7 @@ SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("asgiserve-h11", "asgi", "asgiserve (h11+uvloop)", _asgiserve("h11")),
     ServerSpec("uvicorn", "asgi", "uvicorn (httptools+uvloop)", _uvicorn("httptools")),
     ServerSpec("uvicorn-h11", "asgi", "uvicorn (h11+uvloop)", _uvicorn("h11")),
+    ServerSpec("uvicorn-zttp", "asgi", "uvicorn (zttp+uvloop, --http2)", _uvicorn_zttp),
     ServerSpec("hypercorn", "asgi", "hypercorn (uvloop)", _hypercorn),
     ServerSpec("granian", "asgi", "granian (asgi)", _granian("asgi")),
     ServerSpec("limit", "limit", "limit (canned uvloop Protocol)", _limit),
@@ -163,6 +195,7 @@ SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("gunicorn-sync", "wsgi", "gunicorn sync", _gunicorn("sync"),
                note="no keep-alive by design: a new connection per request"),
     ServerSpec("gunicorn-gthread", "wsgi", "gunicorn gthread", _gunicorn("gthread")),
+    ServerSpec("gunicorn-asgi", "asgi", "gunicorn (asgi worker, uvloop)", _gunicorn_asgi),
     ServerSpec("uvicorn-a2wsgi", "wsgi", "uvicorn + a2wsgi", _uvicorn_a2wsgi, _a2wsgi_env),
     ServerSpec("granian-wsgi", "wsgi", "granian (wsgi)", _granian("wsgi")),
 ]}
@@ -206,7 +239,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                probe(self.port, path, timeout=2.0, tls=self.opts.tls)
+                probe(self.port, path, timeout=2.0, tls=self.opts.tls, h2=self.opts.h2)
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -308,8 +341,12 @@ def _safe(fn: Callable[[], int], p: psutil.Process) -> int:
         return 0
 
 
-def probe(port: int, path: str, timeout: float, method: str = "GET", tls: bool = False) -> int:
+def probe(port: int, path: str, timeout: float, method: str = "GET", tls: bool = False, h2: bool = False) -> int:
     """One request on a fresh connection; returns the status. Used for readiness and to drain queues."""
+    if h2:
+        from .h2load import probe as h2_probe
+
+        return h2_probe(port, path, timeout)
     if tls:
         import ssl
 

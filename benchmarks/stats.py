@@ -56,3 +56,20 @@ def _ratios(scenario: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         r["ratio"] = r["rps"] / base["rps"] if base and base["rps"] else None
         r["ratio_cpu"] = (r["per_cpu"] / base["per_cpu"]
                           if base and base.get("per_cpu") and r["per_cpu"] else None)
+
+
+def round_ratios(scenario: dict[str, Any], against: Optional[str] = None) -> dict[tuple[str, int], Optional[float]]:
+    """(variant, concurrency) -> median over rounds of (its rate / the other's rate in that same round).
+
+    ``against`` names the variant to divide by (default: each variant's baseline). Each round visits every
+    server back to back, so a ratio within one round compares servers under the same machine state."""
+    by = {(r["variant"], r["concurrency"], r["round"]): r["requests"] / r["seconds"]
+          for r in scenario.get("rows", []) if r["seconds"]}
+    base_of = scenario.get("baselines", {})
+    ratios: dict[tuple[str, int], list[float]] = {}
+    for (vid, c, rnd), rate in by.items():
+        b = by.get((against or base_of.get(vid), c, rnd))
+        ratios.setdefault((vid, c), [])
+        if b:
+            ratios[(vid, c)].append(rate / b)
+    return {k: statistics.median(v) if v else None for k, v in ratios.items()}

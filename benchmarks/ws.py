@@ -20,7 +20,7 @@ import asyncio
 import statistics
 from typing import Any, Optional
 
-from . import memory
+from . import memory, stats
 from .runner import Progress, Settings, started
 from .scenarios import Scenario
 from .stats import SATURATED, summarise
@@ -96,16 +96,7 @@ def _fmt(x: Optional[float]) -> str:
 
 def round_ratios(s: dict[str, Any]) -> dict[tuple[str, int], Optional[float]]:
     """(variant, concurrency) -> median over rounds of (its msgs/s / the baseline's msgs/s in that round)."""
-    by = {(r["variant"], r["concurrency"], r["round"]): r["requests"] / r["seconds"]
-          for r in s.get("rows", []) if r["seconds"]}
-    base_of = s.get("baselines", {})
-    ratios: dict[tuple[str, int], list[float]] = {}
-    for (vid, c, rnd), rate in by.items():
-        b = by.get((base_of.get(vid), c, rnd))
-        ratios.setdefault((vid, c), [])
-        if b:
-            ratios[(vid, c)].append(rate / b)
-    return {k: statistics.median(v) if v else None for k, v in ratios.items()}
+    return stats.round_ratios(s)
 
 
 def echo_table(s: dict[str, Any]) -> list[str]:
