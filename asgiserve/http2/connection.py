@@ -67,7 +67,7 @@ class H2Connection:
     __slots__ = (
         "proto", "state", "loop", "settings", "h2", "streams", "waiting", "running", "sending",
         "goaway_sent", "last_stream_id", "flood_count", "flood_start", "blocked_since", "peer_goaway",
-        "max_tasks", "opened_at",
+        "max_tasks", "opened_at", "flush_pending",
     )
 
     def __init__(self, proto: "HttpProtocol", settings: "H2Settings") -> None:
@@ -110,6 +110,7 @@ class H2Connection:
         self.flood_start = 0.0
         self.blocked_since = 0.0  # when a response began waiting on the peer (0: none waits)
         self.opened_at = proto.idle_since  # the accept: the first request is due within --timeout-request-header
+        self.flush_pending = False
 
     def start(self, data: bytes) -> None:
         """Send our SETTINGS (and connection window), then take the client's first bytes."""
@@ -331,6 +332,19 @@ class H2Connection:
         if data and not self.proto.closed:
             self.proto.transport.write(data)
 
+    def flush_soon(self) -> None:
+        """Responses written during one loop turn go out in one write: the streams of a
+        connection usually run together, and a write per stream was a syscall per response.
+        Anything that closes the connection flushes first (send_goaway, fail), so nothing waits
+        here past a close."""
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self.flush_deferred)
+
+    def flush_deferred(self) -> None:
+        self.flush_pending = False
+        self.flush()
+
     def pump(self, stream: H2Stream) -> None:
         """Send what the peer's windows allow of ``stream``'s pending bytes (then END_STREAM)."""
         conn = self.h2
@@ -472,6 +486,7 @@ class H2Connection:
     def closing(self) -> None:
         """The protocol object closes the connection (idle sweep, shutdown, limits)."""
         if not self.proto.closed:
+            self.flush()  # responses still waiting for flush_soon
             self.send_goaway()
         for stream in list(self.streams.values()):
             if stream.cycle is not None:

@@ -120,7 +120,7 @@ class H2Stream:
             if end:
                 self.ended = True
                 self.connection.stream_done(self)
-                self.connection.flush()
+                self.connection.flush_soon()
                 return
         self.queue(body, more)
 
@@ -154,7 +154,7 @@ class H2Stream:
         if not more:
             self.end_pending = True
         self.connection.pump(self)
-        self.connection.flush()
+        self.connection.flush_soon()
 
     def write_error(self, status: int, message: str, extra: bytes = b"") -> None:
         if self.closed or self.ended:
