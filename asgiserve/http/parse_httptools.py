@@ -32,29 +32,13 @@ _SYNTHETIC_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 _SYNTHETIC_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
 
 
-class _Trailers(list):  # type: ignore[type-arg]
-    """Receives trailer fields (llhttp reports them through on_header): checked, then dropped."""
-
-    __slots__ = ("limits",)
-
-    def __init__(self, limits: HeadLimits) -> None:
-        super().__init__()
-        self.limits = limits
-
-    def append(self, field: tuple[bytes, bytes]) -> None:
-        name, value = field
-        self.limits.check_field(len(self) + 1, name, value)
-        check_trailer(name)
-        super().append(field)
-
-
 class HttptoolsParser:
     """``RequestParser`` over ``httptools.HttpRequestParser``."""
 
     __slots__ = (
         "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
         "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
-        "tail_bytes", "meter", "dead", "upgrades", "upgrading",
+        "tail_bytes", "meter", "dead", "upgrades", "upgrading", "trailers",
     )
 
     def __init__(self, limits: HeadLimits, upgrades: bool = False) -> None:
@@ -68,6 +52,7 @@ class HttptoolsParser:
         self.state = _IDLE
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers = False  # on_header receives a chunked body's trailer fields (_expect_trailers)
         self.framing = 0  # of the current (or last) message: body length or CHUNKED
         self.skip_head = False
         self.pending = 0  # raw bytes of the incomplete head
@@ -138,6 +123,7 @@ class HttptoolsParser:
         self.state = _HEAD
         self.url = b""
         self.headers = []
+        self.trailers = False
 
     def on_url(self, url: bytes) -> None:
         url = self.url + url
@@ -151,6 +137,9 @@ class HttptoolsParser:
         headers = self.headers
         if len(headers) >= self.max_fields:
             raise Reject(431, "Too many header fields")
+        if self.trailers:
+            self._trailer(headers, name.lower(), value.rstrip(b" \t"))
+            return
         headers.append((name.lower(), value.rstrip(b" \t")))  # llhttp strips leading OWS only
 
     def on_headers_complete(self) -> None:
@@ -158,7 +147,7 @@ class HttptoolsParser:
         if self.skip_head:
             self.skip_head = False
             if self.framing == CHUNKED:
-                self.headers = _Trailers(self.limits)
+                self._expect_trailers()
             return
         parser = self.parser
         method = parser.get_method()
@@ -171,7 +160,17 @@ class HttptoolsParser:
             self.upgrading = len(self.events)
         self.emit(head)
         if head.framing == CHUNKED:
-            self.headers = _Trailers(self.limits)
+            self._expect_trailers()
+
+    def _expect_trailers(self) -> None:
+        """A chunked body follows: on_header will receive its trailer fields (checked, then dropped)."""
+        self.headers = []
+        self.trailers = True
+
+    def _trailer(self, trailers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+        self.limits.check_field(len(trailers) + 1, name, value)
+        check_trailer(name)
+        trailers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.tail = False
