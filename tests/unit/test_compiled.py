@@ -43,3 +43,48 @@ def test_client_disconnected_is_one_class() -> None:
     assert http.ClientDisconnected is errors.ClientDisconnected
     assert http.ClientDisconnected.__module__ == "asgiserve.asgi.http"
     assert issubclass(http.ClientDisconnected, OSError)
+
+
+def test_task_factories_get_a_named_python_coroutine() -> None:
+    # A task factory may read __qualname__ (or cr_frame) of the coroutine it is given; mypyc's
+    # coroutine objects have neither, so they are wrapped (server.genuine_coroutine).
+    import asyncio
+    import types
+
+    from asgiserve.server import COMPILED_COROUTINES, genuine_coroutine
+
+    class Stub:
+        def __init__(self) -> None:
+            self.coro = self.run()
+
+        async def run(self) -> None:
+            pass
+
+    real = Stub().coro
+    assert genuine_coroutine(real) is real
+    real.close()
+
+    class run_asgi_RequestCycle_gen:  # shaped like a compiled coroutine: awaitable, not a CoroutineType
+        def __await__(self) -> types.GeneratorType:  # type: ignore[type-arg]
+            return iter(())  # type: ignore[return-value]
+
+    wrapped = genuine_coroutine(run_asgi_RequestCycle_gen())  # type: ignore[arg-type]
+    assert type(wrapped) is types.CoroutineType
+    assert wrapped.__qualname__ == "RequestCycle.run_asgi" == COMPILED_COROUTINES["run_asgi_RequestCycle_gen"]
+    asyncio.run(wrapped)
+
+
+@pytest.mark.skipif(os.environ.get("ASGISERVE_EXPECT_COMPILED") != "1", reason="not a compiled run")
+def test_compiled_coroutine_names_are_known() -> None:
+    from unittest.mock import Mock
+
+    from asgiserve.asgi.http import RequestCycle
+    from asgiserve.http.events import RequestHead
+    from asgiserve.server import COMPILED_COROUTINES
+
+    cycle = RequestCycle(Mock(), RequestHead(b"GET", b"/", "1.1", []))
+    coro = cycle.run_asgi()
+    try:
+        assert type(coro).__name__ in COMPILED_COROUTINES
+    finally:
+        coro.close()
