@@ -38,21 +38,20 @@ class HttptoolsParser:
     __slots__ = (
         "limits", "max_fields", "target_fast_max", "parser", "feed_data", "events", "emit",
         "state", "url", "headers", "framing", "skip_head", "pending", "tail", "tail_fresh",
-        "tail_bytes", "meter", "dead", "upgrades", "upgrading", "trailers",
+        "tail_bytes", "meter", "dead", "upgrades", "upgrading",
     )
 
     def __init__(self, limits: HeadLimits, upgrades: bool = False) -> None:
         self.limits = limits
         self.upgrades = upgrades
         self.upgrading = -1  # index in events of a WebSocket head just emitted (llhttp is about to stop)
-        self.max_fields = limits.fields
+        self.max_fields = limits.fields  # on_header's fast path takes this many fields (0: trailers)
         self.target_fast_max = limits.target_fast_max
         self.events: list[Event] = []
         self.emit = self.events.append
         self.state = _IDLE
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.trailers = False  # on_header receives a chunked body's trailer fields (_expect_trailers)
         self.framing = 0  # of the current (or last) message: body length or CHUNKED
         self.skip_head = False
         self.pending = 0  # raw bytes of the incomplete head
@@ -123,7 +122,7 @@ class HttptoolsParser:
         self.state = _HEAD
         self.url = b""
         self.headers = []
-        self.trailers = False
+        self.max_fields = self.limits.fields
 
     def on_url(self, url: bytes) -> None:
         url = self.url + url
@@ -135,10 +134,8 @@ class HttptoolsParser:
         # Only the count here (it bounds this list within one feed); field sizes are checked
         # by inspect_head, or by _head_incomplete when a feed ends inside the head.
         headers = self.headers
-        if len(headers) >= self.max_fields:
-            raise Reject(431, "Too many header fields")
-        if self.trailers:
-            self._trailer(headers, name.lower(), value.rstrip(b" \t"))
+        if len(headers) >= self.max_fields:  # too many, or a trailer field
+            self._checked_field(headers, name.lower(), value.rstrip(b" \t"))
             return
         headers.append((name.lower(), value.rstrip(b" \t")))  # llhttp strips leading OWS only
 
@@ -163,14 +160,18 @@ class HttptoolsParser:
             self._expect_trailers()
 
     def _expect_trailers(self) -> None:
-        """A chunked body follows: on_header will receive its trailer fields (checked, then dropped)."""
+        """A chunked body follows: llhttp reports its trailer fields through on_header, which
+        sends each one to _checked_field (checked, then dropped with the list) until the next
+        message begins. (Not a list subclass overriding append: compiled code bypasses that.)"""
         self.headers = []
-        self.trailers = True
+        self.max_fields = 0
 
-    def _trailer(self, trailers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
-        self.limits.check_field(len(trailers) + 1, name, value)
+    def _checked_field(self, headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+        if len(headers) >= self.limits.fields:
+            raise Reject(431, "Too many header fields")
+        self.limits.check_field(len(headers) + 1, name, value)  # a trailer field
         check_trailer(name)
-        trailers.append((name, value))
+        headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.tail = False
