@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import types
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional
 
 from .asgi.lifespan import Lifespan
@@ -43,7 +44,7 @@ if sys.version_info >= (3, 11):
         if loop.get_task_factory() is None:
             # Named here: asyncio before 3.12 otherwise formats a unique "Task-N" for each task.
             return asyncio.Task(coro, loop=loop, context=context, name=TASK_NAME)
-        return loop.create_task(coro, context=context)
+        return loop.create_task(genuine_coroutine(coro), context=context)
 
 else:
 
@@ -55,7 +56,28 @@ else:
     def _task_in_current_context(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
         if loop.get_task_factory() is None:
             return asyncio.Task(coro, loop=loop, name=TASK_NAME)
-        return loop.create_task(coro)
+        return loop.create_task(genuine_coroutine(coro))
+
+# Compiled (mypyc) coroutines by their type's name, and the name of the method they run.
+COMPILED_COROUTINES = {"run_asgi_RequestCycle_gen": "RequestCycle.run_asgi"}
+
+
+def genuine_coroutine(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """``coro``, or, when it comes from code compiled with mypyc (docs/mypyc.md), a Python
+    coroutine awaiting it and named like it: mypyc's coroutine objects have no ``__qualname__``,
+    ``cr_frame`` or ``cr_code``, which an app's task factory (tracing, monitoring) may read.
+    Only for task factories: asyncio's own Task takes either."""
+    if type(coro) is types.CoroutineType:
+        return coro
+    wrapper = _awaiting(coro)
+    name = COMPILED_COROUTINES.get(type(coro).__name__, type(coro).__qualname__)
+    setattr(wrapper, "__qualname__", name)  # a Coroutine has none in the type stubs
+    setattr(wrapper, "__name__", name.rpartition(".")[2])
+    return wrapper
+
+
+async def _awaiting(coro: Coroutine[Any, Any, None]) -> None:
+    await coro
 
 
 class ServerState:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..http.events import RequestHead
 from ..http.response import ResponseError, ResponseHead, prepare_head, prepare_links, prepare_trailers
+from .errors import ClientDisconnected as ClientDisconnected  # defined there for mypyc (OSError subclass)
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -64,10 +65,6 @@ def split_target(state: Any, target: bytes) -> tuple[str, bytes, bytes]:
 
 # With 503 at --limit-concurrency: clients and load balancers may retry, after a second.
 RETRY_AFTER = b"retry-after: 1\r\n"
-
-
-class ClientDisconnected(OSError):
-    """send() was called after the client went away (ASGI spec 2.4)."""
 
 
 class RequestCycle:
@@ -330,7 +327,7 @@ class RequestCycle:
             if self.disconnected or self.proto.closed:
                 raise ClientDisconnected("client disconnected")
             body = message.get("body", b"")
-            more = message.get("more_body", False)
+            more = True if message.get("more_body", False) else False  # a bool even if the app's is not (mypyc)
             if type(body) is not bytes:
                 if isinstance(body, (bytearray, memoryview)):
                     body = bytes(body)

@@ -32,22 +32,6 @@ _SYNTHETIC_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 _SYNTHETIC_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
 
 
-class _Trailers(list):  # type: ignore[type-arg]
-    """Receives trailer fields (llhttp reports them through on_header): checked, then dropped."""
-
-    __slots__ = ("limits",)
-
-    def __init__(self, limits: HeadLimits) -> None:
-        super().__init__()
-        self.limits = limits
-
-    def append(self, field: tuple[bytes, bytes]) -> None:
-        name, value = field
-        self.limits.check_field(len(self) + 1, name, value)
-        check_trailer(name)
-        super().append(field)
-
-
 class HttptoolsParser:
     """``RequestParser`` over ``httptools.HttpRequestParser``."""
 
@@ -61,7 +45,7 @@ class HttptoolsParser:
         self.limits = limits
         self.upgrades = upgrades
         self.upgrading = -1  # index in events of a WebSocket head just emitted (llhttp is about to stop)
-        self.max_fields = limits.fields
+        self.max_fields = limits.fields  # on_header's fast path takes this many fields (0: trailers)
         self.target_fast_max = limits.target_fast_max
         self.events: list[Event] = []
         self.emit = self.events.append
@@ -138,6 +122,7 @@ class HttptoolsParser:
         self.state = _HEAD
         self.url = b""
         self.headers = []
+        self.max_fields = self.limits.fields
 
     def on_url(self, url: bytes) -> None:
         url = self.url + url
@@ -149,8 +134,9 @@ class HttptoolsParser:
         # Only the count here (it bounds this list within one feed); field sizes are checked
         # by inspect_head, or by _head_incomplete when a feed ends inside the head.
         headers = self.headers
-        if len(headers) >= self.max_fields:
-            raise Reject(431, "Too many header fields")
+        if len(headers) >= self.max_fields:  # too many, or a trailer field
+            self._checked_field(headers, name.lower(), value.rstrip(b" \t"))
+            return
         headers.append((name.lower(), value.rstrip(b" \t")))  # llhttp strips leading OWS only
 
     def on_headers_complete(self) -> None:
@@ -158,7 +144,7 @@ class HttptoolsParser:
         if self.skip_head:
             self.skip_head = False
             if self.framing == CHUNKED:
-                self.headers = _Trailers(self.limits)
+                self._expect_trailers()
             return
         parser = self.parser
         method = parser.get_method()
@@ -171,7 +157,21 @@ class HttptoolsParser:
             self.upgrading = len(self.events)
         self.emit(head)
         if head.framing == CHUNKED:
-            self.headers = _Trailers(self.limits)
+            self._expect_trailers()
+
+    def _expect_trailers(self) -> None:
+        """A chunked body follows: llhttp reports its trailer fields through on_header, which
+        sends each one to _checked_field (checked, then dropped with the list) until the next
+        message begins. (Not a list subclass overriding append: compiled code bypasses that.)"""
+        self.headers = []
+        self.max_fields = 0
+
+    def _checked_field(self, headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+        if len(headers) >= self.limits.fields:
+            raise Reject(431, "Too many header fields")
+        self.limits.check_field(len(headers) + 1, name, value)  # a trailer field
+        check_trailer(name)
+        headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.tail = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import http
 import re
 from email.utils import formatdate
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 # Token characters of RFC 9110 §5.6.2; anything else in a header name is a bug in the app.
 _bad_name = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]").search
@@ -54,12 +54,15 @@ class ResponseHead:
         self.headers = headers  # as given, for the access log
 
 
-def prepare_head(status: object, headers: Iterable[Iterable[bytes]]) -> ResponseHead:
+def prepare_head(status: object, headers: Iterable[Any]) -> ResponseHead:
     """Validate an http.response.start message's status and headers.
 
     Content-Length is parsed (and must be a single non-negative integer); Transfer-Encoding
     and Connection are dropped from the output because the server owns framing and
     connection management, but "Connection: close" is remembered.
+
+    ``headers`` is what the app sent, unchecked: its items are typed ``Any`` so that compiled
+    (mypyc) code does not reject a wrong type with its own TypeError before the checks below.
     """
     if type(status) is not int and isinstance(status, int) and not isinstance(status, bool):
         status = int(status)  # http.HTTPStatus and other IntEnums (Starlette passes them through)
