@@ -130,11 +130,14 @@ _NOT_TRAILERS = frozenset((
 ))
 
 
-def prepare_trailers(headers: Iterable[Iterable[bytes]]) -> list[tuple[bytes, bytes]]:
+def prepare_trailers(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
     """Validate an http.response.trailers message's headers: (lower-case name, value) pairs,
     without the fields a trailer section must not carry (dropped, as Transfer-Encoding is from a
-    head)."""
+    head). Apps' values are Any until checked: compiled (mypyc), a typed loop variable would
+    raise its own TypeError first."""
     out = []
+    name: Any
+    value: Any
     for item in headers:
         name, value = item
         if type(name) is not bytes or type(value) is not bytes:
@@ -149,9 +152,10 @@ def prepare_trailers(headers: Iterable[Iterable[bytes]]) -> list[tuple[bytes, by
     return out
 
 
-def prepare_links(links: Iterable[bytes]) -> list[bytes]:
+def prepare_links(links: Iterable[Any]) -> list[bytes]:
     """Validate an http.response.early_hint message's Link field values."""
     out = []
+    link: Any
     for link in links:
         if isinstance(link, (bytearray, memoryview)):
             link = bytes(link)
