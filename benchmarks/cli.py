@@ -18,7 +18,7 @@ from typing import Any, Optional
 from . import h2, h2load, memory, plots, report, ws, wsload
 from .runner import Progress, Settings, planned, run_load, run_memory
 from .scenarios import all_scenarios, select
-from .servers import REPO, SERVERS, SOURCE
+from .servers import REPO, SERVERS, SOURCE, compiled_copy
 from .wrk import WRK_MISSING, find_wrk
 
 QUICK_SCENARIOS = ["plaintext", "fastapi", "wsgi", "sync-async", "download-1m", "memory",
@@ -184,6 +184,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         results["meta"]["versions"]["h2load"] = h2load.version()
     if a.snapshot:
         SOURCE["dir"] = snapshot()
+    if any(SERVERS[v.server].compiled for s in scenarios for v in s.variants):
+        print("building the mypyc-compiled copy of asgiserve for asgiserve-mypyc (about a minute)", flush=True)
+        SOURCE["compiled"] = compiled_copy(SOURCE["dir"])
     progress = Progress(sum(planned(s, st) for s in scenarios))
     st.retry_budget = progress.total // 4  # at most ~25% extra measurements over the whole run
     print(f"{len(scenarios)} scenario(s), {progress.total} measurements; {method}", flush=True)
@@ -213,6 +216,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         path = write_outputs(results, a.out)
         if a.snapshot:
             shutil.rmtree(SOURCE["dir"], ignore_errors=True)
+        if "compiled" in SOURCE:
+            shutil.rmtree(SOURCE.pop("compiled"), ignore_errors=True)
         print(f"results: {path} ({results['meta']['total_seconds'] / 60:.1f} min)")
     http1 = report.headline(results)
     print("\n".join((http1 if len(http1) > 2 else []) + ws.headline(results) + h2.headline(results)

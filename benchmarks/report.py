@@ -5,7 +5,7 @@ import os
 from typing import Any, Optional
 
 from . import h2, ws
-from .stats import summarise
+from .stats import round_ratio, summarise
 
 MiB = float(1 << 20)
 LOAD_SCENARIOS = ("throughput",)
@@ -29,9 +29,11 @@ def _flags(r: dict[str, Any]) -> str:
 
 
 def headline(results: dict[str, Any]) -> list[str]:
-    """asgiserve against the baseline of its kind, per load scenario."""
-    lines = ["| scenario | asgiserve | baseline | ratio (req/s) | ratio (req per CPU-s) | asgiserve h11 / httptools |",
-             "|---|---|---|---|---|---|"]
+    """asgiserve against the baseline of its kind, per load scenario; then, as medians of per-round
+    ratios, the mypyc-compiled build against the baseline and both builds against granian."""
+    lines = ["| scenario | asgiserve | baseline | ratio (req/s) | ratio (req per CPU-s) | asgiserve h11 / httptools "
+             "| compiled (mypyc) / baseline | asgiserve / granian | compiled / granian |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in results["scenarios"]:
         if s["kind"] not in LOAD_SCENARIOS:
             continue
@@ -45,9 +47,13 @@ def headline(results: dict[str, Any]) -> list[str]:
             val = (lambda r: f"{r['mbps']:,.0f} MB/s") if "mbps" in ours else (lambda r: f"{r['rps']:,.0f} req/s")
             h11 = rows.get("asgiserve-h11") if ours_id == "asgiserve" else None
             h11_ratio = _fmt_ratio(h11["rps"] / ours["rps"]) if h11 else "–"
+            compiled = "asgiserve-mypyc" if ours_id == "asgiserve" else ""
+            granian = "granian" if ours_id == "asgiserve" else "granian-wsgi"
+            peers = [_fmt_ratio(round_ratio(s, compiled, ours["baseline"])),
+                     _fmt_ratio(round_ratio(s, ours_id, granian)), _fmt_ratio(round_ratio(s, compiled, granian))]
             title = s["title"] + (" (WSGI)" if mixed and ours_id == "asgiserve-wsgi" else "")
             lines.append(f"| {title} | {val(ours)} | {base['title']}: {val(base)} | **{_fmt_ratio(ours['ratio'])}**"
-                         f" | {_fmt_ratio(ours['ratio_cpu'])} | {h11_ratio} |")
+                         f" | {_fmt_ratio(ours['ratio_cpu'])} | {h11_ratio} | " + " | ".join(peers) + " |")
     return lines
 
 

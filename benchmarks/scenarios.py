@@ -11,12 +11,12 @@ JSON_BODY = '{"message": "Hello, world!"}'
 JSON_OPTS = Opts(limit_body=JSON_BODY, limit_type="application/json")
 MIB = 1 << 20
 
-ASGI_SERVERS = ("asgiserve", "asgiserve-h11", "uvicorn", "uvicorn-h11", "hypercorn", "granian", "limit")
+ASGI_SERVERS = ("asgiserve", "asgiserve-mypyc", "asgiserve-h11", "uvicorn", "uvicorn-h11", "hypercorn", "granian", "limit")
 HTTPS_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian")
 WSGI_SERVERS = ("asgiserve-wsgi", "gunicorn-sync", "gunicorn-gthread", "uvicorn-a2wsgi", "granian-wsgi")
-BODY_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian",
+BODY_SERVERS = ("asgiserve", "asgiserve-mypyc", "uvicorn", "hypercorn", "granian",
                 "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
-BIG_BODY_SERVERS = ("asgiserve", "uvicorn", "granian", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
+BIG_BODY_SERVERS = ("asgiserve", "asgiserve-mypyc", "uvicorn", "granian", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")
 BASELINES = {"asgi": "uvicorn", "limit": "uvicorn", "wsgi": "uvicorn-a2wsgi"}
 H2_SERVERS = ("asgiserve", "uvicorn-zttp", "hypercorn", "granian", "gunicorn-asgi")
 H2_APP = A + "h2_bench:app"

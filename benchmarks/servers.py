@@ -24,6 +24,7 @@ PY = sys.executable
 HOST = "127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = {"dir": REPO}  # where servers import asgiserve and the apps from (--snapshot points it elsewhere)
+# "compiled": a copy of SOURCE's asgiserve/ built with mypyc (compiled_copy), for asgiserve-mypyc.
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class ServerSpec:
     build: Builder
     env: Callable[[str, Opts], dict[str, str]] = field(default=lambda app, opts: {})
     note: str = ""
+    compiled: bool = False  # asgiserve from the mypyc-compiled copy (SOURCE["compiled"])
 
 
 def _asgiserve(http: str) -> Builder:
@@ -185,6 +187,8 @@ def _limit(app: str, port: int, o: Opts) -> list[str]:
 SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("asgiserve", "asgi", "asgiserve (httptools+uvloop)", _asgiserve("httptools")),
     ServerSpec("asgiserve-h11", "asgi", "asgiserve (h11+uvloop)", _asgiserve("h11")),
+    ServerSpec("asgiserve-mypyc", "asgi", "asgiserve compiled (mypyc; httptools+uvloop)", _asgiserve("httptools"),
+               compiled=True),
     ServerSpec("uvicorn", "asgi", "uvicorn (httptools+uvloop)", _uvicorn("httptools")),
     ServerSpec("uvicorn-h11", "asgi", "uvicorn (h11+uvloop)", _uvicorn("h11")),
     ServerSpec("uvicorn-zttp", "asgi", "uvicorn (zttp+uvloop, --http2)", _uvicorn_zttp),
@@ -199,6 +203,24 @@ SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("uvicorn-a2wsgi", "wsgi", "uvicorn + a2wsgi", _uvicorn_a2wsgi, _a2wsgi_env),
     ServerSpec("granian-wsgi", "wsgi", "granian (wsgi)", _granian("wsgi")),
 ]}
+
+
+def compiled_copy(src: str) -> str:
+    """A temp dir holding ``src``'s asgiserve/ with the modules setup.py lists compiled by mypyc
+    beside their sources (docs/mypyc.md); setup.py and pyproject.toml come from this checkout."""
+    dest = tempfile.mkdtemp(prefix="asgiserve-mypyc-")
+    shutil.copytree(os.path.join(src, "asgiserve"), os.path.join(dest, "asgiserve"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO, name), dest)
+    done = subprocess.run([PY, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=dest, capture_output=True,
+                          text=True, timeout=900, env=dict(os.environ, ASGISERVE_COMPILE="1"))
+    check = subprocess.run([PY, "-c", "import asgiserve.http.protocol as p; assert p.__file__.endswith('.so')"],
+                           cwd=dest, capture_output=True, timeout=60)
+    if done.returncode or check.returncode:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise RuntimeError("mypyc build failed (pip install mypy?):\n" + (done.stderr or done.stdout)[-2000:])
+    return dest
 
 
 def free_port() -> int:
@@ -216,7 +238,11 @@ class ServerProcess:
         self.cmd = spec.build(app, self.port, opts)
         pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
         src = SOURCE["dir"]
-        env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        path = src
+        if spec.compiled:  # its asgiserve/ first (the working directory comes first on sys.path); apps from src
+            src = SOURCE["compiled"]
+            path = src + os.pathsep + SOURCE["dir"]
+        env = dict(os.environ, PYTHONPATH=path + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    **spec.env(app, opts))
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(pin + self.cmd, cwd=src, env=env, stdin=subprocess.DEVNULL,

@@ -73,3 +73,14 @@ def round_ratios(scenario: dict[str, Any], against: Optional[str] = None) -> dic
         if b:
             ratios[(vid, c)].append(rate / b)
     return {k: statistics.median(v) if v else None for k, v in ratios.items()}
+
+
+def round_ratio(scenario: dict[str, Any], a: str, b: str) -> Optional[float]:
+    """Median over rounds of variant a's req/s over variant b's in the same round (the issue's
+    'medians of per-round ratios'; the tables' ratio column is the ratio of medians)."""
+    per: dict[int, dict[str, float]] = {}
+    for r in scenario.get("rows", []):
+        if r["variant"] in (a, b) and r["seconds"]:
+            per.setdefault(r["round"], {})[r["variant"]] = r["requests"] / r["seconds"]
+    ratios = [x[a] / x[b] for x in per.values() if a in x and b in x and x[b] > 0]
+    return statistics.median(ratios) if ratios else None
