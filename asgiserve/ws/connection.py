@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
@@ -32,7 +32,7 @@ from websockets.server import ServerProtocol
 
 from ..asgi.http import RETRY_AFTER, ClientDisconnected, RequestCycle, split_target
 from ..http.response import error_response
-from .fastpath import frame_header, split_messages
+from .fastpath import apply_mask, frame_header, split_messages
 from .handshake import Handshake, accept_response, negotiate
 
 if TYPE_CHECKING:
@@ -373,6 +373,14 @@ class WebSocket:
                 data = b"".join(partial)
         if self.plain and conn._state is OPEN and self.decoder is None and not self.fragments \
                 and conn.current_size is None and not conn.reader.buffer:
+            size = len(data)
+            if 5 < size < 132 and data[1] == size + 0x7A and (data[0] == 0x82 or data[0] == 0x81):
+                # The read is one small final masked frame (a 7-bit length of size - 6): the usual
+                # read of a round-trip-bound client. split_messages' checks, without its loop.
+                max_size = self.settings.max_size
+                if max_size is None or size - 6 <= max_size:
+                    self.deliver_split(conn, ((data[0] == 0x81, apply_mask(data[6:], data[2:6])),))
+                    return
             messages, used, need = split_messages(data, self.settings.max_size)
             if messages and not self.deliver_split(conn, messages):
                 return
@@ -393,7 +401,7 @@ class WebSocket:
             self.protocol_failed(conn)
         self.flush()
 
-    def deliver_split(self, conn: "FrameProtocol", messages: list[tuple[bool, bytes]]) -> bool:
+    def deliver_split(self, conn: "FrameProtocol", messages: "Sequence[tuple[bool, bytes]]") -> bool:
         """Deliver split_messages' messages; False when a text one was invalid UTF-8 (failed 1007).
 
         ``deliver`` inlined: this runs once per read on the common path."""

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - websockets without its C extension
     from websockets.utils import apply_mask
 
 FIN_TEXT, FIN_BINARY = 0x81, 0x82
+__all__ = ["FIN_BINARY", "FIN_TEXT", "apply_mask", "frame_header", "split_messages"]
 
 
 def split_messages(data: bytes, max_size: Optional[int]) -> tuple[list[tuple[bool, bytes]], int, int]:

@@ -248,6 +248,15 @@ def test_frame_announcing_too_much_gets_1009_before_its_payload(serve: Serve, an
         assert ws.read_close(timeout=3)[0] == 1009
 
 
+def test_small_message_over_a_small_max_size_gets_1009(serve: Serve) -> None:
+    _, _, ws = open_echo(serve, ws_max_size=10)
+    with ws:
+        ws.send_bytes(b"0123456789")
+        assert ws.recv_bytes() == b"0123456789"
+        ws.send_bytes(b"0123456789a")
+        assert ws.read_close(timeout=3)[0] == 1009
+
+
 def test_fragmented_message_over_max_size_gets_1009(serve: Serve) -> None:
     _, _, ws = open_echo(serve, ws_max_size=1024)
     with ws:
