@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
@@ -32,7 +32,7 @@ from websockets.server import ServerProtocol
 
 from ..asgi.http import RETRY_AFTER, ClientDisconnected, RequestCycle, split_target
 from ..http.response import error_response
-from .fastpath import frame_header, split_messages
+from .fastpath import apply_mask, frame_header, split_messages
 from .handshake import Handshake, accept_response, negotiate
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class WebSocket:
         "waiters", "pending", "fragments", "fragment_size", "decoder", "text", "connect_sent", "close_code",
         "close_reason", "task", "denial", "ping_handle", "ping_payload", "pong_handle", "close_handle",
         "start_time", "accepted_at", "log_scope", "app_closed", "reading_held", "plain",
+        "partial", "partial_size", "partial_need",
     )
 
     def __init__(self, proto: "HttpProtocol", head: "RequestHead", handshake: Handshake,
@@ -95,6 +96,9 @@ class WebSocket:
         self.app_closed = False
         self.reading_held = False  # reading paused by this object (pre-accept, or queue full)
         self.plain = False  # open with no extension: the fast paths apply (fastpath.py)
+        self.partial: Optional[list[Any]] = None  # the pieces of an incomplete fast-path frame
+        self.partial_size = 0  # their bytes
+        self.partial_need = 0  # the whole frame's
 
     # -- start -----------------------------------------------------------------------------
     def start(self, data: bytes) -> None:
@@ -228,7 +232,9 @@ class WebSocket:
         mtype = message["type"]
         if mtype == "websocket.send":
             conn = self.conn
-            if self.phase != ACCEPTED or self.app_closed or conn is None or conn.state is not OPEN:
+            # conn._state: what websockets' state property returns (the library reads it too);
+            # a property call per message otherwise.
+            if self.phase != ACCEPTED or self.app_closed or conn is None or conn._state is not OPEN:
                 if self.phase == CONNECTING:
                     raise RuntimeError("Unexpected ASGI message 'websocket.send' before 'websocket.accept'")
                 raise ClientDisconnected("WebSocket is closed")
@@ -251,11 +257,13 @@ class WebSocket:
             if self.plain:  # no extension: the header is all there is to build
                 if proto.closed:
                     raise ClientDisconnected("WebSocket is closed")
-                header = frame_header(opcode, len(data))
-                if len(data) < BIG_WRITE:
-                    proto.transport.write(header + data)
+                size = len(data)
+                if size < 126:
+                    proto.transport.write(bytes((0x80 | opcode, size)) + data)
+                elif size < BIG_WRITE:
+                    proto.transport.write(frame_header(opcode, size) + data)
                 else:
-                    proto.transport.writelines((header, data))
+                    proto.transport.writelines((frame_header(opcode, size), data))
             else:
                 if opcode == 1:
                     conn.send_text(data)
@@ -341,19 +349,46 @@ class WebSocket:
             if len(self.pending) > PENDING_LIMIT:
                 self.hold_reading()
             return
-        if self.plain and conn.state is OPEN and self.decoder is None and not self.fragments \
+        partial = self.partial
+        if partial is not None:  # the rest of a frame split_messages took (fastpath.py)
+            self.partial = None
+            if conn._state is OPEN:
+                size = self.partial_size + len(data)
+                need = self.partial_need
+                if size < need:
+                    partial.append(data)
+                    self.partial = partial
+                    self.partial_size = size
+                    return
+                cut = len(data) - (size - need)
+                partial.append(memoryview(data)[:cut] if cut < len(data) else data)
+                messages, _, _ = split_messages(b"".join(partial), self.settings.max_size)
+                if not self.deliver_split(conn, messages):
+                    return
+                if cut == len(data):
+                    return
+                data = data[cut:]
+            else:  # the library has to see it: what it would have buffered goes first
+                partial.append(data)
+                data = b"".join(partial)
+        if self.plain and conn._state is OPEN and self.decoder is None and not self.fragments \
                 and conn.current_size is None and not conn.reader.buffer:
-            messages, used = split_messages(data, self.settings.max_size)
-            for is_text, payload in messages:
-                if is_text:
-                    try:
-                        self.deliver({"type": "websocket.receive", "text": payload.decode("utf-8")})
-                    except UnicodeDecodeError as exc:
-                        self.fail(conn, 1007, f"invalid UTF-8 at position {exc.start}")
-                        self.flush()
-                        return
-                else:
-                    self.deliver({"type": "websocket.receive", "bytes": payload})
+            size = len(data)
+            if 5 < size < 132 and data[1] == size + 0x7A and (data[0] == 0x82 or data[0] == 0x81):
+                # The read is one small final masked frame (a 7-bit length of size - 6): the usual
+                # read of a round-trip-bound client. split_messages' checks, without its loop.
+                max_size = self.settings.max_size
+                if max_size is None or size - 6 <= max_size:
+                    self.deliver_split(conn, ((data[0] == 0x81, apply_mask(data[6:], data[2:6])),))
+                    return
+            messages, used, need = split_messages(data, self.settings.max_size)
+            if messages and not self.deliver_split(conn, messages):
+                return
+            if need:  # a frame the fast path takes, its payload incomplete: kept here until whole
+                self.partial = [data[used:] if used else data]
+                self.partial_size = len(data) - used
+                self.partial_need = need
+                return
             if used == len(data):
                 return
             if used:
@@ -366,11 +401,40 @@ class WebSocket:
             self.protocol_failed(conn)
         self.flush()
 
+    def deliver_split(self, conn: "FrameProtocol", messages: "Sequence[tuple[bool, bytes]]") -> bool:
+        """Deliver split_messages' messages; False when a text one was invalid UTF-8 (failed 1007).
+
+        ``deliver`` inlined: this runs once per read on the common path."""
+        queue = self.messages
+        max_queue = self.settings.max_queue
+        message: dict[str, Any]
+        for is_text, payload in messages:
+            if is_text:
+                try:
+                    message = {"type": "websocket.receive", "text": payload.decode("utf-8")}
+                except UnicodeDecodeError as exc:
+                    self.fail(conn, 1007, f"invalid UTF-8 at position {exc.start}")
+                    self.flush()
+                    return False
+            else:
+                message = {"type": "websocket.receive", "bytes": payload}
+            if self.close_code is not None:
+                continue  # as deliver: the app was told the connection is over
+            queue.append(message)
+            if len(queue) >= max_queue:
+                self.hold_reading()
+        if self.waiters:
+            self.wake()
+        return True
+
     def eof_received(self) -> bool:
         conn = self.conn
         if conn is None:
             self.disconnect(1006, "")
             return False
+        if self.partial is not None:  # the library judges the unfinished frame, as if it had it
+            data, self.partial = b"".join(self.partial), None
+            conn.receive_data(data)
         conn.receive_eof()
         if self.close_code is None:
             self.disconnect(1006, "")
@@ -520,9 +584,12 @@ class WebSocket:
         self.wake()
 
     def wake(self) -> None:
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []  # each receive() that was waiting looks at the queue again
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- keepalive -------------------------------------------------------------------------------
     def ping(self) -> None:

@@ -9,7 +9,10 @@ Most traffic is whole, unfragmented, uncompressed text or binary messages. For t
   incomplete) and returns the rest, which goes to websockets' parser, so every rule and every
   error code stays the library's. It runs only when that parser is between frames with nothing
   buffered and no fragmented message under way, so skipping frames leaves its state exactly as
-  feeding them would have (a final text or binary frame changes nothing in it).
+  feeding them would have (a final text or binary frame changes nothing in it). A frame of that
+  kind whose payload is still incomplete (a 64 KiB message comes in two or more reads) is kept by
+  the caller until it is whole instead of going through the library's buffer; whenever the
+  library has to see the input (EOF, the connection no longer open) the kept bytes go first.
 - ``frame_header`` builds the 2-10 bytes in front of a server message; the payload is written
   after it without being copied into a serialised frame.
 
@@ -25,10 +28,15 @@ except ImportError:  # pragma: no cover - websockets without its C extension
     from websockets.utils import apply_mask
 
 FIN_TEXT, FIN_BINARY = 0x81, 0x82
+__all__ = ["FIN_BINARY", "FIN_TEXT", "apply_mask", "frame_header", "split_messages"]
 
 
-def split_messages(data: bytes, max_size: Optional[int]) -> tuple[list[tuple[bool, bytes]], int]:
-    """Whole masked text/binary frames at the start of ``data``: ([(is_text, payload)], bytes used)."""
+def split_messages(data: bytes, max_size: Optional[int]) -> tuple[list[tuple[bool, bytes]], int, int]:
+    """Whole masked text/binary frames at the start of ``data``: ([(is_text, payload)], bytes used, need).
+
+    ``need`` is 0, or the whole length of the frame that starts at ``used`` when only its payload
+    is incomplete and the fast path would take it: the caller may keep its bytes until it is whole
+    (its header passed every check here)."""
     messages: list[tuple[bool, bytes]] = []
     pos = 0
     end = len(data)
@@ -55,10 +63,10 @@ def split_messages(data: bytes, max_size: Optional[int]) -> tuple[list[tuple[boo
         start = head + 4
         stop = start + length
         if stop > end:
-            break
+            return messages, pos, stop - pos
         messages.append((first == FIN_TEXT, apply_mask(view[start:stop], data[head:start])))
         pos = stop
-    return messages, pos
+    return messages, pos, 0
 
 
 def frame_header(opcode: int, length: int) -> bytes:

@@ -5,6 +5,7 @@ the close codes the app is told about, and permessage-deflate.
 from __future__ import annotations
 
 import queue
+import socket
 import time
 import zlib
 from typing import Any, Callable
@@ -171,6 +172,72 @@ def test_many_messages_in_one_packet_after_the_handshake(serve: Serve) -> None:
         assert [ws.recv_bytes() for _ in range(200)] == [bytes([i]) * i for i in range(200)]
 
 
+def send_in_pieces(ws: WSClient, wire: bytes, cuts: list[int]) -> None:
+    """Send ``wire`` cut at these offsets, pausing between pieces so that they arrive in separate reads."""
+    for start, stop in zip([0, *cuts], [*cuts, len(wire)]):
+        ws.send_raw(wire[start:stop])
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("cuts", [[3], [8], [9, 40_000], [1000, 2000, 3000], [70_003]])
+def test_frames_split_across_reads(serve: Serve, cuts: list[int]) -> None:
+    # A whole frame's payload arriving in several reads (the fast path keeps it until it is whole),
+    # with the next frames behind it in the last piece, text and binary.
+    big = bytes(range(256)) * 274  # 70,144 bytes: a 64-bit length
+    wire = build_frame(BINARY, big) + text("h\u00e9llo".encode()) + build_frame(BINARY, b"tail")
+    _, _, ws = open_echo(serve)
+    with ws:
+        send_in_pieces(ws, wire, cuts)
+        assert ws.recv_bytes() == big
+        assert ws.recv_text() == "h\u00e9llo"
+        assert ws.recv_bytes() == b"tail"
+        frame = text(b"x" * 300)  # a text frame in two reads, then a ping behind it
+        ws.send_raw(frame[:100])
+        time.sleep(0.02)
+        ws.send_raw(frame[100:] + build_frame(PING, b"p") + text(b"after"))
+        assert ws.recv_text() == "x" * 300  # the pong (skipped here) may come first
+        assert ws.recv_text() == "after"
+
+
+def test_invalid_utf8_split_across_reads_gets_1007(serve: Serve) -> None:
+    _, app, ws = open_echo(serve)
+    with ws:
+        send_in_pieces(ws, text(b"a" * 1000 + b"\xff" + b"b" * 1000), [500, 1500])
+        assert ws.read_close(timeout=3)[0] == 1007
+    assert app.disconnect()["code"] == 1007
+
+
+def test_client_half_closing_inside_a_frame_is_1006_for_the_app(serve: Serve) -> None:
+    _, app, ws = open_echo(serve)
+    with ws:
+        ws.send_raw(build_frame(BINARY, b"z" * 5000)[:2000])
+        time.sleep(0.05)
+        ws.sock.shutdown(socket.SHUT_WR)
+        assert app.disconnect()["code"] == 1006
+
+
+async def close_on_first_message(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await receive()
+    await send({"type": "websocket.close", "code": 4001})
+    assert (await receive())["type"] == "websocket.disconnect"
+
+
+def test_app_closing_while_a_frame_is_half_read(serve: Serve) -> None:
+    # The first message and the start of a second come together; the app closes on the first, so
+    # the rest of the second frame and the client's close frame reach a closing connection.
+    server = serve(close_on_first_message)
+    second = build_frame(BINARY, b"q" * 3000)
+    with WSClient.connect(server.host, server.port) as ws:
+        ws.send_raw(text(b"first") + second[:1000])
+        assert ws.read_close() == (4001, "")
+        ws.send_raw(second[1000:] + build_frame(CLOSE, close_payload(4001)))
+        assert ws.wait_eof() == "eof"
+
+
 # -- message size ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("announced", [2048, 10 * 1024 * 1024, 1 << 40, (1 << 63) - 1])
@@ -178,6 +245,15 @@ def test_frame_announcing_too_much_gets_1009_before_its_payload(serve: Serve, an
     _, _, ws = open_echo(serve, ws_max_size=1024)
     with ws:
         ws.send_raw(build_frame(BINARY, b"", length=announced, header_only=True))
+        assert ws.read_close(timeout=3)[0] == 1009
+
+
+def test_small_message_over_a_small_max_size_gets_1009(serve: Serve) -> None:
+    _, _, ws = open_echo(serve, ws_max_size=10)
+    with ws:
+        ws.send_bytes(b"0123456789")
+        assert ws.recv_bytes() == b"0123456789"
+        ws.send_bytes(b"0123456789a")
         assert ws.read_close(timeout=3)[0] == 1009
 
 
