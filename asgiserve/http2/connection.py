@@ -27,8 +27,9 @@ Invariants and defences:
   accepted ones are answered. The GOAWAY is written as a raw frame, not through h2, because h2
   treats a connection that sent GOAWAY as closed and would stop the in-flight streams.
 - A malformed request (RFC 9113 8.1.1) or a stream depending on itself: RST_STREAM(PROTOCOL_ERROR)
-  on that stream (frames.py), one log line; its app never starts, or gets http.disconnect when
-  the body gave it away (content-length); the connection goes on. Counted like a reset.
+  on that stream (frames.py), one info line per connection; its app never starts, or gets
+  http.disconnect when the body gave it away (content-length); the connection goes on. Counted
+  like a reset (FLOOD_LIMIT).
 - A protocol error from the peer: h2's GOAWAY with its error code, one log line, close.
 - The client's GOAWAY(NO_ERROR): its open streams are still answered (frames.py keeps h2 from
   closing the connection on it), then the connection closes; with an error code they end now.
@@ -70,7 +71,7 @@ class H2Connection:
     __slots__ = (
         "proto", "state", "loop", "settings", "h2", "streams", "waiting", "running", "sending",
         "goaway_sent", "last_stream_id", "flood_count", "flood_start", "blocked_since", "peer_goaway",
-        "max_tasks", "opened_at",
+        "max_tasks", "opened_at", "malformed",
     )
 
     def __init__(self, proto: "HttpProtocol", settings: "H2Settings") -> None:
@@ -116,6 +117,7 @@ class H2Connection:
         self.flood_start = 0.0
         self.blocked_since = 0.0  # when a response began waiting on the peer (0: none waits)
         self.opened_at = proto.idle_since  # the accept: the first request is due within --timeout-request-header
+        self.malformed = 0  # streams reset as malformed (the first is logged at info, the rest at debug)
 
     def start(self, data: bytes) -> None:
         """Send our SETTINGS (and connection window), then take the client's first bytes."""
@@ -196,9 +198,12 @@ class H2Connection:
     def on_malformed(self, event: StreamMalformed) -> None:
         """frames.py reset a stream with PROTOCOL_ERROR (a malformed request, RFC 9113 8.1.1): its
         app never starts, or, when the problem came with the body (content-length), it gets
-        http.disconnect. The connection goes on; counted like a reset."""
-        logger.info("Malformed HTTP/2 request from %s (stream %d: %s): stream reset",
-                    self.proto.client_label(), event.stream_id, event.reason)
+        http.disconnect. The connection goes on; counted like a reset. One info line per
+        connection (as an HTTP/1.1 connection gets for its bad request), the rest at debug."""
+        self.malformed += 1
+        logger.log(logging.INFO if self.malformed == 1 else logging.DEBUG,
+                   "Malformed HTTP/2 request from %s (stream %d: %s): stream reset%s", self.proto.client_label(),
+                   event.stream_id, event.reason, "" if self.malformed == 1 else f" ({self.malformed} so far)")
         self.flood()
         stream = self.streams.get(event.stream_id)
         if stream is not None:

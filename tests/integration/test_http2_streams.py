@@ -13,7 +13,7 @@ import h2.events
 import pytest
 from h2.errors import ErrorCodes
 
-from hyperframe.frame import PriorityFrame
+from hyperframe.frame import HeadersFrame, PriorityFrame
 
 from tests.h2client import H2Client, frame_bytes
 from tests.support import RunningServer
@@ -321,3 +321,35 @@ def test_malformed_request_is_a_stream_error(serve: Serve, case: str) -> None:
     assert "/m" not in app.ends and app.ends["/after"] == "complete"
     text = srv.logs.text()
     assert "Malformed HTTP/2 request" in text and "Traceback" not in text
+
+
+def test_malformed_streams_log_once_and_count_toward_the_flood_limit(serve: Serve) -> None:
+    """Many malformed streams on one connection: one info line (the others at debug); past the
+    flood limit (1000 a second, like resets and refusals) the connection gets
+    GOAWAY(ENHANCE_YOUR_CALM). The app never runs."""
+    app = Recorder()
+    srv = serve(app, http2=True)
+    with H2Client(srv.host, srv.port) as client:
+        client.until(lambda c: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events))
+        for _ in range(5):
+            client.skip(client.send_block(_head("/m", (b"connection", b"close"))))
+        assert client.response(client.request("/after"))[::2] == (200, b"/after")
+        data = b""
+        for _ in range(1100):  # sent in one go: well within a second
+            sid = client.conn.get_next_available_stream_id()
+            frame = HeadersFrame(sid, data=client.conn.encoder.encode(_head("/m", (b"te", b"gzip"))),
+                                 flags=["END_HEADERS", "END_STREAM"])
+            data += frame_bytes(frame)
+            client.skip(sid)
+        try:
+            client.send_raw(data)
+        except OSError:
+            pass
+        assert client.until(lambda c: c.goaway is not None or c.closed, timeout=10)
+        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    srv.stop()
+    assert app.ends == {"/after": "complete"}
+    malformed = [r for r in srv.logs.records if r.getMessage().startswith("Malformed HTTP/2 request")]
+    assert [r.levelname for r in malformed[:3]] == ["INFO", "DEBUG", "DEBUG"]
+    assert sum(r.levelname == "INFO" for r in malformed) == 1 and 900 < len(malformed) <= 1000  # then the cut
+    assert "HTTP/2 flood" in srv.logs.text() and "Traceback" not in srv.logs.text()
