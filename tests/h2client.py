@@ -11,7 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-from hyperframe.frame import Frame
+from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
 
 class H2Client:
@@ -128,6 +128,54 @@ class H2Client:
             elif isinstance(e, h2.events.StreamReset):
                 raise ConnectionError(f"stream {sid} reset with {e.error_code!r}")
         return status, headers, body
+
+    # -- raw frames, for what h2 would refuse to send ------------------------------------------
+    def send_block(self, headers: list[tuple[bytes, bytes]], sid: Optional[int] = None, end: bool = True,
+                   depends_on: Optional[int] = None) -> int:
+        """One HEADERS frame carrying ``headers`` exactly as given (malformed on purpose: no
+        validation, no normalisation), HPACK-encoded with the client's own encoder so later
+        requests stay in step. Without ``sid`` it opens the next stream, which the client's h2 does
+        not know about: call ``skip(sid)`` once the server answered it."""
+        if sid is None:
+            sid = self.conn.get_next_available_stream_id()
+        flags = ["END_HEADERS"] + (["END_STREAM"] if end else [])
+        frame = HeadersFrame(sid, data=self.conn.encoder.encode(headers), flags=flags)
+        if depends_on is not None:
+            frame.flags.add("PRIORITY")
+            frame.depends_on, frame.stream_weight = depends_on, 15
+        self.conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)  # as h2 would (IDLE -> OPEN)
+        self.send_raw(frame_bytes(frame))
+        return sid
+
+    def skip(self, sid: int) -> None:
+        """The client's h2 opens streams after ``sid`` from now on (it was used by raw frames)."""
+        self.conn.highest_outbound_stream_id = max(self.conn.highest_outbound_stream_id or 0, sid)
+
+    def frames(self) -> list[Frame]:
+        """Every whole frame the server sent so far, parsed from the raw bytes (whatever the
+        client's h2 made of them: it ignores a RST_STREAM for a stream it never opened)."""
+        out: list[Frame] = []
+        data, pos = self.raw_in, 0
+        while len(data) - pos >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(data[pos:pos + 9]))
+            if len(data) - pos - 9 < length:
+                break
+            frame.parse_body(memoryview(data[pos + 9:pos + 9 + length]))
+            out.append(frame)
+            pos += 9 + length
+        return out
+
+    def reset_code(self, sid: int, timeout: float = 5.0) -> Optional[int]:
+        """The error code of the server's RST_STREAM on ``sid``; None if the connection ended
+        (GOAWAY or EOF) or nothing came first."""
+        def found(c: "H2Client") -> Optional[int]:
+            for frame in c.frames():
+                if isinstance(frame, RstStreamFrame) and frame.stream_id == sid:
+                    return int(frame.error_code)
+            return None
+
+        self.until(lambda c: found(c) is not None or c.goaway is not None, timeout)
+        return found(self)
 
 
 def frame_bytes(frame: Frame) -> bytes:

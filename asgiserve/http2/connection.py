@@ -26,6 +26,10 @@ Invariants and defences:
   are refused (REFUSED_STREAM, safe for the client to retry) and the connection closes once the
   accepted ones are answered. The GOAWAY is written as a raw frame, not through h2, because h2
   treats a connection that sent GOAWAY as closed and would stop the in-flight streams.
+- A malformed request (RFC 9113 8.1.1) or a stream depending on itself: RST_STREAM(PROTOCOL_ERROR)
+  on that stream (frames.py), one info line per connection; its app never starts, or gets
+  http.disconnect when the body gave it away (content-length); the connection goes on. Counted
+  like a reset (FLOOD_LIMIT).
 - A protocol error from the peer: h2's GOAWAY with its error code, one log line, close.
 - The client's GOAWAY(NO_ERROR): its open streams are still answered (frames.py keeps h2 from
   closing the connection on it), then the connection closes; with an error code they end now.
@@ -48,7 +52,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import RequestCycle
 from ..http.events import RequestHead
-from .frames import ServerConnection, StreamRefused
+from .frames import ServerConnection, StreamMalformed, StreamRefused
 from .stream import H2Stream
 
 if TYPE_CHECKING:
@@ -67,7 +71,7 @@ class H2Connection:
     __slots__ = (
         "proto", "state", "loop", "settings", "h2", "streams", "waiting", "running", "sending",
         "goaway_sent", "last_stream_id", "flood_count", "flood_start", "blocked_since", "peer_goaway",
-        "max_tasks", "opened_at", "flush_pending",
+        "max_tasks", "opened_at", "flush_pending", "malformed",
     )
 
     def __init__(self, proto: "HttpProtocol", settings: "H2Settings") -> None:
@@ -79,6 +83,9 @@ class H2Connection:
             client_side=False, header_encoding=None,
             # Outbound headers were validated by prepare_head (and lower-cased by the stream).
             validate_outbound_headers=False, normalize_outbound_headers=False,
+            # Inbound ones are validated by frames.py, which makes a malformed request a stream
+            # error (RST_STREAM PROTOCOL_ERROR) where h2 would end the connection.
+            validate_inbound_headers=False,
         )
         conn = ServerConnection(config=config)
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -111,6 +118,7 @@ class H2Connection:
         self.blocked_since = 0.0  # when a response began waiting on the peer (0: none waits)
         self.opened_at = proto.idle_since  # the accept: the first request is due within --timeout-request-header
         self.flush_pending = False
+        self.malformed = 0  # streams reset as malformed (the first is logged at info, the rest at debug)
 
     def start(self, data: bytes) -> None:
         """Send our SETTINGS (and connection window), then take the client's first bytes."""
@@ -164,6 +172,8 @@ class H2Connection:
                 logger.debug("HTTP/2 stream %d from %s refused: over the concurrent stream limit",
                              event.stream_id, self.proto.client_label())
                 self.flood()
+            elif cls is StreamMalformed:
+                self.on_malformed(event)
             elif cls is h2.events.TrailersReceived:
                 pass  # request trailers are not passed to ASGI apps (the spec has no message for them)
             elif cls is h2.events.SettingsAcknowledged or cls is h2.events.PingAckReceived:
@@ -185,6 +195,20 @@ class H2Connection:
                            self.proto.client_label(), FLOOD_LIMIT)
             self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
             self.fail()
+
+    def on_malformed(self, event: StreamMalformed) -> None:
+        """frames.py reset a stream with PROTOCOL_ERROR (a malformed request, RFC 9113 8.1.1): its
+        app never starts, or, when the problem came with the body (content-length), it gets
+        http.disconnect. The connection goes on; counted like a reset. One info line per
+        connection (as an HTTP/1.1 connection gets for its bad request), the rest at debug."""
+        self.malformed += 1
+        logger.log(logging.INFO if self.malformed == 1 else logging.DEBUG,
+                   "Malformed HTTP/2 request from %s (stream %d: %s): stream reset%s", self.proto.client_label(),
+                   event.stream_id, event.reason, "" if self.malformed == 1 else f" ({self.malformed} so far)")
+        self.flood()
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.closed_by_reset()
 
     def on_request(self, event: Any) -> None:
         sid = event.stream_id
