@@ -114,10 +114,14 @@ def inspect_head(
             elif kind == _CONTENT_LENGTH:
                 if length is not None:
                     raise Reject(400, "Multiple Content-Length fields")
+                if encoding is not None:  # here, not after the version check: llhttp refuses it at this field
+                    raise Reject(400, "Both Content-Length and Transfer-Encoding")
                 length = value
             elif kind == _TRANSFER_ENCODING:
                 if encoding is not None:
                     raise Reject(400, "Multiple Transfer-Encoding fields")
+                if length is not None:
+                    raise Reject(400, "Both Content-Length and Transfer-Encoding")
                 encoding = value
             elif kind == _CONNECTION:
                 connection = value if connection is None else connection + b", " + value

@@ -32,11 +32,6 @@ _SYNTHETIC_CHUNKED = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 _SYNTHETIC_LENGTH = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
 
 
-# llhttp's error for a head with both Content-Length and Transfer-Encoding: raised once the whole
-# head is parsed, so the request line's version is known.
-_AFTER_HEAD_CHECKS = "can't be present with"
-
-
 class HttptoolsParser:
     """``RequestParser`` over ``httptools.HttpRequestParser``."""
 
@@ -100,11 +95,7 @@ class HttptoolsParser:
                     raise  # a bug in a callback, not bad input: let it surface
                 self._fail(reject.status, reject.reason)
             except httptools.HttpParserError as exc:
-                if _AFTER_HEAD_CHECKS in str(exc) and self.parser.get_http_version() not in ("1.0", "1.1", "0.9"):
-                    # llhttp checks framing before the version; inspect_head (and so h11) the version first.
-                    self._fail(505, "HTTP version not supported")
-                else:
-                    self._fail(400, "Malformed request: %s" % exc)
+                self._fail(400, "Malformed request: %s" % exc)
             else:
                 if self.upgrading >= 0:  # llhttp did not see the upgrade our rules saw: refuse it
                     del events[self.upgrading:]
