@@ -26,7 +26,9 @@ import tempfile
 import time
 from typing import Optional
 
-from .servers import HOST, PY, REPO, SERVERS, Opts, free_port, probe
+from .servers import HOST, PY, REPO, SERVERS, Opts, compiled_copy, free_port, probe
+
+_COMPILED: dict[str, str] = {}  # the mypyc copy, built once per run for asgiserve-mypyc
 
 APPS = {
     "plaintext": ("benchmarks.apps.asgi_raw:app", "benchmarks.apps.wsgi_raw:app"),
@@ -79,8 +81,14 @@ def run(server: str, app: str, count: int, conns: int, keep: Optional[str] = Non
     folder = tempfile.mkdtemp(prefix="cg-")
     vg = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={folder}/cg.%p",
           "--log-file=/dev/null"]
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **spec.env(app, Opts()))
-    proc = subprocess.Popen(vg + cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    src = path = REPO
+    if spec.compiled:  # its asgiserve/ from the compiled copy (cwd comes first on sys.path), the apps from here
+        if "dir" not in _COMPILED:
+            _COMPILED["dir"] = compiled_copy(REPO)
+        src = _COMPILED["dir"]
+        path = src + os.pathsep + REPO
+    env = dict(os.environ, PYTHONPATH=path + os.pathsep + os.environ.get("PYTHONPATH", ""), **spec.env(app, Opts()))
+    proc = subprocess.Popen(vg + cmd, cwd=src, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -141,7 +149,8 @@ def main(argv: "list[str] | None" = None) -> None:
                 continue
             count = per_request(server, app, n1, n2, a.connections, a.keep)
             print(f"{app_name:<10} {server:<18} {count:>10,}", flush=True)
-    sys.stdout.flush()
+    if "dir" in _COMPILED:
+        shutil.rmtree(_COMPILED.pop("dir"), ignore_errors=True)
 
 
 if __name__ == "__main__":

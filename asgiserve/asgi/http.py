@@ -34,6 +34,10 @@ TRAILING = 3  # the body is complete; http.response.trailers is due (the trailer
 NO_TRAILERS, SEND_TRAILERS, DROP_TRAILERS = 0, 1, 2
 
 DISCONNECT = {"type": "http.disconnect"}  # copied per use: apps may mutate messages
+# The extensions every http scope offers. The scope gets its own copy of this dict (a TLS
+# connection adds "tls" to it); the empty per-extension dicts are shared, as nothing writes them.
+EXTENSIONS: dict[str, Any] = {"http.response.zerocopysend": {}, "http.response.trailers": {},
+                              "http.response.early_hint": {}}
 FILE_CHUNK = 256 * 1024
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")}
 
@@ -213,9 +217,7 @@ class RequestCycle:
             "query_string": query,
             "headers": head.headers,
             "state": state.lifespan_state.copy(),
-            "extensions": {
-                "http.response.zerocopysend": {}, "http.response.trailers": {}, "http.response.early_hint": {},
-            },
+            "extensions": EXTENSIONS.copy(),
         }
         if proto.tls is not None:
             scope["extensions"]["tls"] = dict(proto.tls)
