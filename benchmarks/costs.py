@@ -120,17 +120,16 @@ def wall(http: str, count: int, request: str = "wrk", access_log: bool = False, 
     return uvloop.run(_serve(http, count, REQUESTS[request], access_log, metrics))
 
 
-def instructions(http: str, count: int, request: str = "wrk", access_log: bool = False, metrics: bool = False) -> int:
-    """Instructions per request: callgrind totals of a run of 2,000 and one of 2,000 + ``count``."""
+def callgrind_per_item(module: str, args: list[str], count_flag: str, base: int, count: int) -> int:
+    """Instructions per item: callgrind totals of ``python -m module`` run with ``base`` and with
+    ``base + count`` items (``count_flag N``), subtracted, so start-up cancels out."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install -y valgrind")
     totals = []
-    flags = ["--access-log"] * access_log + ["--metrics"] * metrics
-    for n in (2000, 2000 + count):
+    for n in (base, base + count):
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-m", "benchmarks.costs", "--http", http, "--request", request, "--requests", str(n),
-             *flags],
+             sys.executable, "-m", module, *args, count_flag, str(n)],
             capture_output=True, text=True, check=True, cwd=REPO,
         ).stderr
         match = re.search(r"Collected : (\d+)", out)
@@ -138,6 +137,12 @@ def instructions(http: str, count: int, request: str = "wrk", access_log: bool =
             raise SystemExit("callgrind printed no total:\n" + out[-2000:])
         totals.append(int(match.group(1)))
     return (totals[1] - totals[0]) // count
+
+
+def instructions(http: str, count: int, request: str = "wrk", access_log: bool = False, metrics: bool = False) -> int:
+    """Instructions per request: a run of 2,000 requests and one of 2,000 + ``count``."""
+    flags = ["--http", http, "--request", request] + ["--access-log"] * access_log + ["--metrics"] * metrics
+    return callgrind_per_item("benchmarks.costs", flags, "--requests", 2000, count)
 
 
 def main(argv: "list[str] | None" = None) -> None:

@@ -16,10 +16,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from .client import pin, run_client
 
 H2LOAD_MISSING = "h2load not found: install it with `sudo apt-get install -y nghttp2-client` (Debian/Ubuntu)"
 STALL_S = 0.5  # responses stopping this long before the window ends: the server cut or stalled a connection
@@ -116,40 +117,22 @@ def run_h2load(url: str, connections: int, streams: int, duration: float, cpu: O
     if exe is None:
         raise RuntimeError(H2LOAD_MISSING)
     seconds = max(1, round(duration))
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".tsv", delete=False) as f:
         log = f.name
-    cmd = pin + [exe, "-t1", f"-c{max(1, connections)}", f"-m{max(1, streams)}", f"-D{seconds}",
+    cmd = pin(cpu) + [exe, "-t1", f"-c{max(1, connections)}", f"-m{max(1, streams)}", f"-D{seconds}",
                  f"-N{int(timeout_s)}", f"--log-file={log}", url]
     deadline = seconds + timeout_s + 30
     try:
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            start = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-            killer = threading.Timer(deadline, proc.kill)  # bound the run even if h2load hangs
-            killer.start()
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)  # wait4: h2load's own rusage
-            except BaseException:  # Ctrl-C: do not leave h2load running
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                killer.cancel()
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            wall = time.monotonic() - start
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        run = run_client(cmd, deadline)
         with open(log, errors="replace") as f:
             lines = f.read().splitlines()
     finally:
         os.unlink(log)
     try:
-        d = parse(stdout, lines, seconds)
+        d = parse(run.stdout, lines, seconds)
     except ValueError:
-        raise RuntimeError(f"h2load failed ({proc.returncode}, {wall:.0f}s): {stderr.strip()[-500:]} "
-                           f"{stdout.strip()[-500:]}") from None
+        raise RuntimeError(f"h2load failed ({run.returncode}, {run.wall:.0f}s): {run.stderr.strip()[-500:]} "
+                           f"{run.stdout.strip()[-500:]}") from None
     c = d["counts"]
     errors = {k: c[k] for k in ("failed", "errored", "timeout") if c[k]}
     non2xx = c["3xx"] + c["4xx"] + c["5xx"]
@@ -158,7 +141,7 @@ def run_h2load(url: str, connections: int, streams: int, duration: float, cpu: O
     if c["succeeded"] == 0:
         errors["none succeeded"] = 1
     return H2Result(requests=c["succeeded"], seconds=float(seconds), bytes=d["bytes"], errors=errors,
-                    latency_us=d["latency_us"], wrk_cpu=usage.ru_utime + usage.ru_stime, wall=wall,
+                    latency_us=d["latency_us"], wrk_cpu=run.cpu, wall=run.wall,
                     started=c["started"], done=c["done"], last_response_s=d["last_response_s"], counts=c)
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from .client import pin, run_client
 
 WRK_MISSING = ("wrk not found: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu), "
                "`brew install wrk` (macOS), or build it from https://github.com/wg/wrk")
@@ -82,43 +81,23 @@ def run_wrk(url: str, connections: int, duration: float, cpu: Optional[int], pos
     script = (POST_BODY if post_bytes else "") + (UNIQUE_TARGET if unique else "") + DONE_HOOK
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
     # -t1: one wrk thread on its one core; wrk wants connections >= threads.
-    cmd = pin + [wrk, "-t1", f"-c{max(1, connections)}", f"-d{max(1, round(duration))}s",
+    cmd = pin(cpu) + [wrk, "-t1", f"-c{max(1, connections)}", f"-d{max(1, round(duration))}s",
                  f"--timeout={int(timeout_s)}s", "-s", f.name, url]
     env = dict(os.environ, BENCH_BODY_BYTES=str(post_bytes))
     deadline = duration + timeout_s + 30
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            start = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-            killer = threading.Timer(deadline, proc.kill)  # bound the run even if wrk hangs
-            killer.start()
-            try:
-                # wait4, not wait: it returns wrk's own rusage (its CPU seconds).
-                _, status, usage = os.wait4(proc.pid, 0)
-            except BaseException:  # Ctrl-C: do not leave wrk running
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                killer.cancel()
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            wall = time.monotonic() - start
-        finally:
-            os.unlink(f.name)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    cpu_s = usage.ru_utime + usage.ru_stime
-    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}, {wall:.0f}s): {stderr.strip()[-500:]}")
+    try:
+        run = run_client(cmd, deadline, env)
+    finally:
+        os.unlink(f.name)
+    line = next((ln for ln in run.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if run.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({run.returncode}, {run.wall:.0f}s): {run.stderr.strip()[-500:]}")
     d = json.loads(line[len("WRKJSON "):])
     return WrkResult(
         requests=d["requests"], seconds=d["duration_us"] / 1e6, bytes=d["bytes"],
         errors={k: d[k] for k in ("connect", "read", "write", "status", "timeout") if d[k]},
         latency_us={k: float(d[k + "_us"]) for k in ("p50", "p90", "p99", "max", "mean")},
-        wrk_cpu=cpu_s, wall=wall,
+        wrk_cpu=run.cpu, wall=run.wall,
     )
 

@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any, Optional
 
-REPO = Path(__file__).resolve().parents[1]
+from .costs import callgrind_per_item
+
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -158,24 +154,11 @@ def wall(server: str, http: str, count: int, size: int, text: bool, split: Optio
 
 
 def instructions(server: str, http: str, count: int, size: int, text: bool, split: Optional[int]) -> int:
-    """Instructions per message: callgrind totals of a run of 300 and one of 300 + ``count``."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind not found: apt-get install -y valgrind")
-    totals = []
+    """Instructions per message: a run of 300 messages and one of 300 + ``count``."""
     flags = ["--server", server, "--http", http, "--size", str(size)] + ["--text"] * text
     if split:
         flags += ["--split", str(split)]
-    for n in (300, 300 + count):
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             sys.executable, "-m", "benchmarks.ws_costs", *flags, "--messages", str(n)],
-            capture_output=True, text=True, check=True, cwd=REPO,
-        ).stderr
-        match = re.search(r"Collected : (\d+)", out)
-        if match is None:
-            raise SystemExit("callgrind printed no total:\n" + out[-2000:])
-        totals.append(int(match.group(1)))
-    return (totals[1] - totals[0]) // count
+    return callgrind_per_item("benchmarks.ws_costs", flags, "--messages", 300, count)
 
 
 def main(argv: "list[str] | None" = None) -> None:

@@ -16,9 +16,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from typing import IO, Any, Optional
+
+from .client import pin, run_client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "wsload.c")
@@ -78,44 +79,23 @@ class WsResult:
                 "deflate": self.deflate}
 
 
-def _pin(cpu: Optional[int]) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
-
-
 def run_echo(port: int, connections: int, duration: float, cpu: Optional[int], size: int, binary: bool,
              timeout_s: float = 10.0, deflate: bool = False) -> WsResult:
     """Closed-loop echo for ``duration`` seconds over ``connections`` WebSockets; messages of ``size`` bytes."""
-    cmd = _pin(cpu) + [build(), "echo", "--port", str(port), "--conns", str(connections), "--size", str(size),
+    cmd = pin(cpu) + [build(), "echo", "--port", str(port), "--conns", str(connections), "--size", str(size),
                        "--duration", str(duration), "--timeout", str(timeout_s)]
     cmd += (["--binary"] if binary else []) + (["--deflate"] if deflate else [])
     deadline = duration + timeout_s + 30  # handshakes + window + closing handshakes, with room
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        killer = threading.Timer(deadline, proc.kill)  # bound the run even if it hangs
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # wait4: the client's own rusage
-        except BaseException:  # Ctrl-C: do not leave it running
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.monotonic() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    d = _json_line(stdout, "WSJSON ")
-    if proc.returncode != 0 or d is None:
-        raise RuntimeError(f"wsload failed ({proc.returncode}, {wall:.0f}s): {stderr.strip()[-500:]} "
-                           f"{stdout.strip()[-500:]}")
+    run = run_client(cmd, deadline)
+    d = _json_line(run.stdout, "WSJSON ")
+    if run.returncode != 0 or d is None:
+        raise RuntimeError(f"wsload failed ({run.returncode}, {run.wall:.0f}s): {run.stderr.strip()[-500:]} "
+                           f"{run.stdout.strip()[-500:]}")
     return WsResult(
         requests=d["messages"], seconds=d["duration_us"] / 1e6, bytes=2 * size * d["messages"],
         errors={k: d[k] for k in ERRORS if d[k]},
         latency_us={k: float(d[k + "_us"]) for k in ("p50", "p90", "p99", "max", "mean")},
-        wrk_cpu=usage.ru_utime + usage.ru_stime, wall=wall, deflate=d["deflate"],
+        wrk_cpu=run.cpu, wall=run.wall, deflate=d["deflate"],
     )
 
 
@@ -147,7 +127,7 @@ class IdleWebSockets:
         self.stderr = ""
 
     def __enter__(self) -> "IdleWebSockets":
-        cmd = _pin(self.cpu) + [build(), "idle", "--port", str(self.port), "--conns", str(self.n), "--in-flight",
+        cmd = pin(self.cpu) + [build(), "idle", "--port", str(self.port), "--conns", str(self.n), "--in-flight",
                                 "100", "--timeout", str(self.timeout), "--hold", str(self.timeout * 2)]
         cmd += ["--deflate"] if self.deflate else []
         self.err = tempfile.TemporaryFile()
