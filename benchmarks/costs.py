@@ -58,7 +58,29 @@ REQUESTS = {
 }
 
 
-class _Transport:
+class NullTransport:
+    """The transport calls a protocol makes that need no answer here (a fake transport's base)."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class _Transport(NullTransport):
     """Just enough of a transport: each write answers a request and feeds the next one."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, proto: Any, count: int, done: "asyncio.Future[None]",
@@ -73,21 +95,6 @@ class _Transport:
             self.loop.call_soon(self.proto.data_received, self.request)
         elif not self.done.done():
             self.done.set_result(None)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def _serve(http: str, count: int, request: bytes, access_log: bool = False, metrics: bool = False) -> float:

@@ -22,7 +22,7 @@ import asyncio
 import time
 from typing import Any, Optional
 
-from .costs import callgrind_per_item
+from .costs import NullTransport, callgrind_per_item
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -48,7 +48,7 @@ def echo_length(n: int) -> int:
     return n + (2 if n < 126 else 4 if n < 65536 else 10)
 
 
-class _Transport:
+class _Transport(NullTransport):
     """Each complete echo feeds the next message (from the loop, as a socket read would)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int, done: "asyncio.Future[None]",
@@ -91,21 +91,6 @@ class _Transport:
         if name == "sockname":
             return ("127.0.0.1", 8000)
         return default
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def _serve(server: str, http: str, count: int, size: int, text: bool, split: Optional[int]) -> float:
