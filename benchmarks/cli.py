@@ -185,7 +185,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if a.snapshot:
         SOURCE["dir"] = snapshot()
     if any(SERVERS[v.server].compiled for s in scenarios for v in s.variants):
-        print("building the mypyc-compiled copy of asgiserve for asgiserve-mypyc (about a minute)", flush=True)
+        print("building the mypyc-compiled copy of asgiserve for the -mypyc servers (about a minute)", flush=True)
         SOURCE["compiled"] = compiled_copy(SOURCE["dir"])
     progress = Progress(sum(planned(s, st) for s in scenarios))
     st.retry_budget = progress.total // 4  # at most ~25% extra measurements over the whole run

@@ -47,7 +47,7 @@ def headline(results: dict[str, Any]) -> list[str]:
             val = (lambda r: f"{r['mbps']:,.0f} MB/s") if "mbps" in ours else (lambda r: f"{r['rps']:,.0f} req/s")
             h11 = rows.get("asgiserve-h11") if ours_id == "asgiserve" else None
             h11_ratio = _fmt_ratio(h11["rps"] / ours["rps"]) if h11 else "–"
-            compiled = "asgiserve-mypyc" if ours_id == "asgiserve" else ""
+            compiled = "asgiserve-mypyc" if ours_id == "asgiserve" else "asgiserve-wsgi-mypyc"
             granian = "granian" if ours_id == "asgiserve" else "granian-wsgi"
             peers = [_fmt_ratio(round_ratio(s, compiled, ours["baseline"])),
                      _fmt_ratio(round_ratio(s, ours_id, granian)), _fmt_ratio(round_ratio(s, compiled, granian))]

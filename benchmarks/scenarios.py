@@ -13,7 +13,7 @@ MIB = 1 << 20
 
 ASGI_SERVERS = ("asgiserve", "asgiserve-mypyc", "asgiserve-h11", "uvicorn", "uvicorn-h11", "hypercorn", "granian", "limit")
 HTTPS_SERVERS = ("asgiserve", "uvicorn", "hypercorn", "granian")
-WSGI_SERVERS = ("asgiserve-wsgi", "gunicorn-sync", "gunicorn-gthread", "uvicorn-a2wsgi", "granian-wsgi")
+WSGI_SERVERS = ("asgiserve-wsgi", "asgiserve-wsgi-mypyc", "gunicorn-sync", "gunicorn-gthread", "uvicorn-a2wsgi", "granian-wsgi")
 BODY_SERVERS = ("asgiserve", "asgiserve-mypyc", "uvicorn", "hypercorn", "granian",
                 "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread", "granian-wsgi")
 BIG_BODY_SERVERS = ("asgiserve", "asgiserve-mypyc", "uvicorn", "granian", "asgiserve-wsgi", "uvicorn-a2wsgi", "gunicorn-gthread")

@@ -196,6 +196,7 @@ SERVERS: dict[str, ServerSpec] = {s.name: s for s in [
     ServerSpec("granian", "asgi", "granian (asgi)", _granian("asgi")),
     ServerSpec("limit", "limit", "limit (canned uvloop Protocol)", _limit),
     ServerSpec("asgiserve-wsgi", "wsgi", "asgiserve WSGI bridge", _asgiserve_wsgi),
+    ServerSpec("asgiserve-wsgi-mypyc", "wsgi", "asgiserve WSGI bridge compiled (mypyc)", _asgiserve_wsgi, compiled=True),
     ServerSpec("gunicorn-sync", "wsgi", "gunicorn sync", _gunicorn("sync"),
                note="no keep-alive by design: a new connection per request"),
     ServerSpec("gunicorn-gthread", "wsgi", "gunicorn gthread", _gunicorn("gthread")),

@@ -29,32 +29,35 @@ ABORT, SPACE = object(), object()  # loop -> thread tokens
 
 
 class AppSide:
-    """Thread-side methods; the state lives in ``bridge.Exchange``'s slots."""
+    """Thread-side methods of ``bridge.Exchange``, and the state they share with its loop side."""
 
-    if not TYPE_CHECKING:  # the state lives in Exchange's slots; mypy sees the declarations below
-        __slots__ = ()
+    # The state the thread side shares with the loop side (bridge.Exchange sets it up).
+    __slots__ = (
+        "mw", "loop", "scope", "environ", "context", "lock", "events", "wake_pending", "inbox", "buffered",
+        "writer_waiting", "aborted", "abort_exc", "status", "headers", "headers_sent", "completed",
+        "disconnected",
+    )
+    mw: WSGIMiddleware
+    loop: asyncio.AbstractEventLoop
+    scope: Any
+    environ: Any
+    context: Optional[contextvars.Context]
+    lock: threading.Lock
+    events: list[tuple[Any, ...]]
+    wake_pending: bool
+    inbox: "queue.SimpleQueue[Any]"
+    buffered: int
+    writer_waiting: bool
+    aborted: bool
+    abort_exc: BaseException
+    status: Optional[int]
+    headers: list[tuple[bytes, bytes]]
+    headers_sent: bool
+    completed: bool
+    disconnected: bool
 
-    if TYPE_CHECKING:
-        mw: WSGIMiddleware
-        loop: asyncio.AbstractEventLoop
-        scope: Any
-        environ: Any
-        context: Optional[contextvars.Context]
-        lock: threading.Lock
-        events: list[tuple[Any, ...]]
-        wake_pending: bool
-        inbox: "queue.SimpleQueue[Any]"
-        buffered: int
-        writer_waiting: bool
-        aborted: bool
-        abort_exc: BaseException
-        status: Optional[int]
-        headers: list[tuple[bytes, bytes]]
-        headers_sent: bool
-        completed: bool
-        disconnected: bool
-
-        def _wake(self) -> None: ...
+    def _wake(self) -> None:
+        raise NotImplementedError
 
     def _call_loop(self) -> None:
         try:

@@ -39,6 +39,7 @@ from .appside import (
     ABORT, BODY, END, ERROR, ERROR500, FILE, GONE, INPUT, SPACE, START, AppSide, run_in_thread,
 )
 from .environ import build_environ
+from .errors import ClientStalled as ClientStalled  # defined there for mypyc (builtin subclasses)
 from .filewrapper import FileWrapper
 from .pool import SERVED_BY_POOL, ThreadPool
 from .streams import ClientDisconnected, ErrorStream, InputStream
@@ -62,10 +63,6 @@ _DISCONNECTED = ClientDisconnected("client disconnected")  # default reason; rep
 
 class _Gone(Exception):
     """Internal: the listener saw http.disconnect while the response was streaming."""
-
-
-class ClientStalled(ClientDisconnected, TimeoutError):
-    """The client stopped reading the response (or sending the body) for longer than allowed."""
 
 
 class WSGIMiddleware:
@@ -143,10 +140,8 @@ class Exchange(AppSide):
     """One request, shared by its coroutine (loop side) and its pool thread (app side)."""
 
     __slots__ = (
-        "mw", "loop", "scope", "receive", "send", "environ", "context", "lock", "events",
-        "wake_pending", "waiter", "inbox", "buffered", "writer_waiting", "aborted", "abort_exc",
-        "status", "headers", "headers_sent", "body_done", "task", "timer", "blocked_since",
-        "block_limit", "stalled", "listener", "disconnected", "finished", "completed",
+        "receive", "send", "waiter", "body_done", "task", "timer", "blocked_since", "block_limit",
+        "stalled", "listener", "finished",
     )
 
     def __init__(self, mw: WSGIMiddleware, scope: Any, receive: Any, send: Any) -> None:

@@ -16,11 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator, Optional
 
+from .errors import ClientDisconnected as ClientDisconnected  # defined there for mypyc (OSError subclass)
+
 errors_logger = logging.getLogger("asgiserve.error.wsgi")
-
-
-class ClientDisconnected(OSError):
-    """The client went away (or stalled past the timeout) while the app was talking to it."""
 
 
 # fetch() -> (data, more_body); raises ClientDisconnected when the client is gone.

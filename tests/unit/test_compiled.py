@@ -45,6 +45,18 @@ def test_client_disconnected_is_one_class() -> None:
     assert issubclass(http.ClientDisconnected, OSError)
 
 
+def test_wsgi_errors_are_found_where_they_always_were() -> None:
+    # Defined in wsgi/errors.py for mypyc, found in wsgi.streams / wsgi.bridge and the package.
+    from asgiserve import wsgi
+    from asgiserve.wsgi import bridge, errors, streams
+
+    assert streams.ClientDisconnected is errors.ClientDisconnected is wsgi.ClientDisconnected
+    assert bridge.ClientStalled is errors.ClientStalled is wsgi.ClientStalled
+    assert issubclass(wsgi.ClientStalled, wsgi.ClientDisconnected) and issubclass(wsgi.ClientStalled, TimeoutError)
+    assert (wsgi.ClientDisconnected.__module__, wsgi.ClientStalled.__module__) == ("asgiserve.wsgi.streams",
+                                                                                   "asgiserve.wsgi.bridge")
+
+
 def test_task_factories_get_a_named_python_coroutine() -> None:
     # A task factory may read __qualname__ (or cr_frame) of the coroutine it is given; mypyc's
     # coroutine objects have neither, so they are wrapped (server.genuine_coroutine).

@@ -50,6 +50,7 @@ async def test_response_backpressure_bounds_what_the_thread_runs_ahead() -> None
     mw.close(5)
 
 
+@pytest.mark.skipif(bridge.__file__.endswith(".so"), reason="compiled: Exchange._take is called directly, not patchable")
 async def test_chunks_posted_right_after_the_loop_found_none_are_sent_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The thread may post in the instant after the loop's take found nothing (seen under load:
     that batch was then sent twice, a duplicated body chunk or a second http.response.start)."""
