@@ -114,6 +114,8 @@ class H2Connection:
             # Inbound ones are validated by frames.py, which makes a malformed request a stream
             # error (RST_STREAM PROTOCOL_ERROR) where h2 would end the connection.
             validate_inbound_headers=False,
+            # Split cookie fields are joined in on_request, in the loop that reads every field anyway.
+            normalize_inbound_headers=False,
             logger=_QuietLog(),  # type: ignore[arg-type]
         )
         conn = ServerConnection(config=config)
@@ -250,6 +252,7 @@ class H2Connection:
         length = 0
         size = 0  # RFC 9113 6.5.2 accounting: name + value + 32 per field
         expect = forwarded = has_host = False
+        cookies: Optional[list[bytes]] = None
         for name, value in event.headers:
             size += len(name) + len(value) + 32
             if name[:1] == b":":
@@ -260,6 +263,12 @@ class H2Connection:
                 elif name == b":authority":
                     authority = value
                 continue
+            if name == b"cookie":
+                if cookies is None:
+                    cookies = [value]
+                else:
+                    cookies.append(value)
+                continue
             headers.append((name, value))
             if name == b"content-length":
                 length = int(value) if value.isdigit() else 0  # h2 checks it against the DATA received
@@ -269,6 +278,9 @@ class H2Connection:
                 expect = value.lower() == b"100-continue"
             elif name in _FORWARDED:
                 forwarded = True
+        if cookies is not None:
+            # RFC 9113 8.2.3: split cookie fields are one field again for the app (last, as h2 put it)
+            headers.append((b"cookie", cookies[0] if len(cookies) == 1 else b"; ".join(cookies)))
         if authority and not has_host:
             headers.insert(0, (b"host", authority))  # what apps written for HTTP/1.1 look for
         stream = H2Stream(self, sid)
