@@ -53,7 +53,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import RequestCycle
 from ..http.events import RequestHead
-from .encoder import CachingEncoder
+from .hpack_cache import CachingDecoder, CachingEncoder
 from .frames import ServerConnection, StreamMalformed, StreamRefused
 from .stream import H2Stream
 
@@ -120,7 +120,9 @@ class H2Connection:
             logger=_QuietLog(),  # type: ignore[arg-type]
         )
         conn = ServerConnection(config=config)
-        conn.encoder = CachingEncoder()  # repeated response heads: one dict lookup instead of hpack's encode
+        # Repeated response heads and request blocks: a dict lookup instead of hpack's work (hpack_cache.py).
+        conn.encoder = CachingEncoder()
+        conn.decoder = CachingDecoder()
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
             S.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
             S.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,

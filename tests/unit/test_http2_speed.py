@@ -13,7 +13,7 @@ import hpack  # noqa: E402
 import hpack.hpack  # noqa: E402
 
 from asgiserve.http2 import connection  # noqa: E402
-from asgiserve.http2.encoder import CachingEncoder  # noqa: E402
+from asgiserve.http2.hpack_cache import CachingDecoder, CachingEncoder  # noqa: E402
 
 
 def test_hpack_debug_lines_are_dropped_other_levels_kept(caplog: pytest.LogCaptureFixture) -> None:
@@ -89,3 +89,36 @@ def test_caching_encoder_does_not_serve_a_never_indexed_field_from_a_plain_one()
     for fields in (head, head, never, [never[0], (b"set-cookie", b"b=2")], never, head):
         assert cached.encode(list(fields)) == plain.encode(list(fields))
     assert cached.blocks and all(type(h) is tuple for key in cached.blocks for h in key)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_caching_decoder_reads_what_hpack_reads(seed: int) -> None:
+    """Requests from a client's encoder (repeats, new paths, never-indexed fields, table size
+    changes): the same fields and the same table as hpack's own decoder, errors included."""
+    rng = random.Random(seed)
+    client, cached, plain = hpack.Encoder(), CachingDecoder(), hpack.Decoder()
+    cached.max_header_list_size = plain.max_header_list_size = 2000
+    hits = 0
+    for i in range(401):
+        if rng.random() < 0.03:
+            client.header_table_size = rng.choice([0, 64, 256, 4096])
+        fields: list[Any] = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"example.com"),
+                             (b":path", rng.choice([b"/", b"/", b"/a", b"/b?%d" % rng.randrange(50)])),
+                             (b"user-agent", b"h2load nghttp2/1.59.0")]
+        if rng.random() < 0.1:
+            fields.append(hpack.NeverIndexedHeaderTuple(b"authorization", b"token %d" % rng.randrange(3)))
+        if i == 400:
+            fields.append((b"x-big", b"v" * 3000))  # over max_header_list_size: an error from both
+        block = client.encode(fields)
+        before = dict(cached.blocks)
+        try:
+            expected = plain.decode(block, raw=True)
+        except hpack.HPACKError as exc:
+            with pytest.raises(type(exc)):
+                cached.decode(block, raw=True)
+            break  # the connection would be closed: HPACK is out of step from here
+        got = cached.decode(block, raw=True)
+        hits += block in before
+        assert got == expected and [type(h) for h in got] == [type(h) for h in expected]
+        assert cached.header_table.dynamic_entries == plain.header_table.dynamic_entries
+    assert i == 400 and hits > 50
