@@ -122,3 +122,43 @@ def test_caching_decoder_reads_what_hpack_reads(seed: int) -> None:
         assert got == expected and [type(h) for h in got] == [type(h) for h in expected]
         assert cached.header_table.dynamic_entries == plain.header_table.dynamic_entries
     assert i == 400 and hits > 50
+
+
+def _pair() -> tuple[Any, Any]:
+    import h2.config
+    import h2.connection
+
+    from asgiserve.http2.frames import ServerConnection
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = ServerConnection(h2.config.H2Configuration(client_side=False, validate_inbound_headers=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    return client, server
+
+
+def test_frames_are_not_repr_ed_and_closed_streams_still_get_rst_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ServerConnection._receive_frame is h2's without the trace line that built repr(frame)."""
+    import h2.events
+    from hyperframe.frame import Frame, RstStreamFrame
+
+    from tests.h2client import frame_bytes
+
+    def no_repr(self: Any) -> str:
+        raise AssertionError("repr(frame) built")
+
+    client, server = _pair()
+    monkeypatch.setattr(Frame, "__repr__", no_repr)  # h2's own connection (the client) would raise now
+    head = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+    client.send_headers(1, head)
+    client.send_data(1, b"x" * 16384)
+    events = server.receive_data(client.data_to_send())
+    assert [type(e) for e in events][-2:] == [h2.events.RequestReceived, h2.events.DataReceived]
+    server.reset_stream(1)
+    server.data_to_send()
+    rst = RstStreamFrame(1)
+    rst.error_code = 5  # STREAM_CLOSED
+    data = b"\x00\x00\x01\x00\x00\x00\x00\x00\x01x"  # one more DATA byte on the reset stream
+    assert server.receive_data(data) == [] and server.data_to_send() == frame_bytes(rst)
