@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asgiserve.error")
 
 HEADER_LIST_CAP = 4  # decoded header lists up to 4x --http2-max-header-list-size get a 431, larger a GOAWAY
+# Response bytes framed before they are written out within one pump: h2's buffer stays below
+# malloc's mmap threshold (128 KiB), so it is reused rather than mapped afresh.
+FLUSH_AT = 64 * 1024
 FLOOD_LIMIT = 1000  # control frames (and empty ones) per second before GOAWAY(ENHANCE_YOUR_CALM)
 _FORWARDED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 S = h2.settings.SettingCodes
@@ -419,7 +422,7 @@ class H2Connection:
         conn = self.h2
         sid = stream.sid
         pending = stream.pending
-        sent = False
+        sent = unflushed = 0
         while pending:
             window = conn.local_flow_control_window(sid)
             if window <= 0:
@@ -435,11 +438,15 @@ class H2Connection:
                 pending[0] = chunk[size:]
                 chunk = chunk[:size]
             stream.pending_size -= size
-            sent = True
+            sent += size
             end = stream.end_pending and not pending and stream.trailers is None
             conn.send_data(sid, chunk, end_stream=end)
             if end:
                 stream.ended = True
+            unflushed += size
+            if unflushed >= FLUSH_AT:
+                unflushed = 0
+                self.flush()
         if not pending and stream.end_pending and not stream.ended:
             if stream.trailers is not None:
                 conn.send_headers(sid, stream.trailers, end_stream=True)
