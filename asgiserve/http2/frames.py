@@ -200,7 +200,10 @@ class ServerConnection(h2.connection.H2Connection):
         sid = frame.stream_id
         refuse = False
         if sid not in self.streams:
-            refuse = self.open_inbound_streams + 1 > self.local_settings.max_concurrent_streams
+            limit = self.local_settings.max_concurrent_streams
+            # h2's count walks every stream it keeps (and forgets the closed ones): only near the
+            # limit, as it keeps at least the open ones. The same ruling; closed streams wait longer.
+            refuse = len(self.streams) >= limit and self.open_inbound_streams + 1 > limit
         # Decoded in full before anything else, whatever happens to the stream: HPACK stays in step.
         # HPACK errors and oversized lists raise here: connection errors.
         headers = h2.connection._decode_headers(self.decoder, frame.data)

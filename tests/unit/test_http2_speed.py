@@ -162,3 +162,26 @@ def test_frames_are_not_repr_ed_and_closed_streams_still_get_rst_stream(monkeypa
     rst.error_code = 5  # STREAM_CLOSED
     data = b"\x00\x00\x01\x00\x00\x00\x00\x00\x01x"  # one more DATA byte on the reset stream
     assert server.receive_data(data) == [] and server.data_to_send() == frame_bytes(rst)
+
+
+def test_closed_streams_are_forgotten_near_the_limit_and_the_limit_still_holds() -> None:
+    """The concurrency check walks h2's streams only once it keeps as many as the limit."""
+    import h2.settings
+
+    from asgiserve.http2.frames import StreamRefused
+
+    client, server = _pair()
+    server.local_settings = h2.settings.Settings(client=False, initial_values={
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 5})
+    server.local_settings.acknowledge()
+    head = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+    for sid in range(1, 100, 2):  # one at a time, answered: never refused, h2's table stays small
+        client.send_headers(sid, head, end_stream=True)
+        assert not any(isinstance(e, StreamRefused) for e in server.receive_data(client.data_to_send()))
+        server.send_headers(sid, [(b":status", b"204")], end_stream=True)
+        assert len(server.streams) <= 5
+    events = []
+    for sid in range(101, 113, 2):  # six at once: the sixth is refused
+        client.send_headers(sid, head, end_stream=True)
+        events += server.receive_data(client.data_to_send())
+    assert [e.stream_id for e in events if isinstance(e, StreamRefused)] == [111]
