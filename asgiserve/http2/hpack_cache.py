@@ -76,7 +76,7 @@ class CachingDecoder(hpack.Decoder):
         if hit is not None and hit[2] == limits and hit[1] == table.dynamic_entries:
             return list(hit[0])
         entries = deque(table.dynamic_entries)
-        headers = super().decode(data, raw)
+        headers: Any = super().decode(data, raw)  # a list
         if (len(headers) <= MAX_FIELDS and table.dynamic_entries == entries
                 and (table.maxsize, self.max_allowed_table_size, self.max_header_list_size) == limits):
             if len(self.blocks) >= CACHE_SIZE:
