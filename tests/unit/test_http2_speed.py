@@ -16,7 +16,16 @@ from asgiserve.http2 import connection  # noqa: E402
 from asgiserve.http2.hpack_cache import CachingDecoder, CachingEncoder  # noqa: E402
 
 
-def test_hpack_debug_lines_are_dropped_other_levels_kept(caplog: pytest.LogCaptureFixture) -> None:
+def test_hpack_debug_lines_are_dropped_other_levels_kept(caplog: pytest.LogCaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = logging.getLogger("hpack.hpack")
+    monkeypatch.setattr(hpack.hpack, "log", real)  # as hpack has it, whatever ran before
+    level = real.level
+    real.setLevel(logging.WARNING)  # (setLevel also clears the loggers' level caches)
+    try:
+        connection._quiet_hpack()
+    finally:
+        real.setLevel(level)
     assert isinstance(hpack.hpack.log, connection._QuietDebug)
     with caplog.at_level(logging.DEBUG, logger="hpack.hpack"):
         hpack.hpack.log.debug("dropped %s", 1)
@@ -28,14 +37,13 @@ def test_hpack_debug_lines_are_dropped_other_levels_kept(caplog: pytest.LogCaptu
 def test_hpack_logger_left_alone_when_debug_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
     real = logging.getLogger("hpack.hpack")
     monkeypatch.setattr(hpack.hpack, "log", real)
-    monkeypatch.setattr(real, "level", logging.DEBUG)
-    real.manager._clear_cache()
+    level = real.level
+    real.setLevel(logging.DEBUG)
     try:
         connection._quiet_hpack()
-        assert hpack.hpack.log is real
     finally:
-        monkeypatch.undo()
-        real.manager._clear_cache()
+        real.setLevel(level)
+    assert hpack.hpack.log is real
 
 
 def _heads(seed: int, count: int) -> list[Any]:
