@@ -39,6 +39,7 @@ Invariants and defences:
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -52,6 +53,7 @@ from hyperframe.frame import GoAwayFrame
 
 from ..asgi.http import RequestCycle
 from ..http.events import RequestHead
+from .hpack_cache import CachingDecoder, CachingEncoder
 from .frames import ServerConnection, StreamMalformed, StreamRefused
 from .stream import H2Stream
 
@@ -62,9 +64,39 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asgiserve.error")
 
 HEADER_LIST_CAP = 4  # decoded header lists up to 4x --http2-max-header-list-size get a 431, larger a GOAWAY
+# Response bytes framed before they are written out within one pump: h2's buffer stays below
+# malloc's mmap threshold (128 KiB), so it is reused rather than mapped afresh.
+FLUSH_AT = 64 * 1024
 FLOOD_LIMIT = 1000  # control frames (and empty ones) per second before GOAWAY(ENHANCE_YOUR_CALM)
 _FORWARDED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto"))
 S = h2.settings.SettingCodes
+
+
+class _QuietLog:
+    """h2's logger interface (debug, trace) doing nothing. ``"".format`` takes any arguments and
+    is a C call: h2's own DummyLogger costs a Python call per message, ~10 per stream."""
+
+    debug = trace = "".format
+
+
+class _QuietDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """hpack's module logger without its debug lines (~28 calls per stream through the logging
+    module, about 5% of a stream's cost); other levels still go to the real logger."""
+
+    debug = "".format  # type: ignore[assignment]
+
+
+def _quiet_hpack() -> None:
+    """Only where hpack has the module logger we know of and debug is off: an hpack that logs
+    differently is left alone."""
+    for name in ("hpack.hpack", "hpack.table"):
+        module = sys.modules.get(name)
+        log = getattr(module, "log", None)
+        if isinstance(log, logging.Logger) and not log.isEnabledFor(logging.DEBUG):
+            module.log = _QuietDebug(log, {})  # type: ignore[union-attr]
+
+
+_quiet_hpack()
 
 
 class H2Connection:
@@ -86,8 +118,14 @@ class H2Connection:
             # Inbound ones are validated by frames.py, which makes a malformed request a stream
             # error (RST_STREAM PROTOCOL_ERROR) where h2 would end the connection.
             validate_inbound_headers=False,
+            # Split cookie fields are joined in on_request, in the loop that reads every field anyway.
+            normalize_inbound_headers=False,
+            logger=_QuietLog(),  # type: ignore[arg-type]
         )
         conn = ServerConnection(config=config)
+        # Repeated response heads and request blocks: a dict lookup instead of hpack's work (hpack_cache.py).
+        conn.encoder = CachingEncoder()
+        conn.decoder = CachingDecoder()
         conn.local_settings = h2.settings.Settings(client=False, initial_values={
             S.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
             S.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
@@ -221,6 +259,7 @@ class H2Connection:
         length = 0
         size = 0  # RFC 9113 6.5.2 accounting: name + value + 32 per field
         expect = forwarded = has_host = False
+        cookies: Optional[list[bytes]] = None
         for name, value in event.headers:
             size += len(name) + len(value) + 32
             if name[:1] == b":":
@@ -231,6 +270,12 @@ class H2Connection:
                 elif name == b":authority":
                     authority = value
                 continue
+            if name == b"cookie":
+                if cookies is None:
+                    cookies = [value]
+                else:
+                    cookies.append(value)
+                continue
             headers.append((name, value))
             if name == b"content-length":
                 length = int(value) if value.isdigit() else 0  # h2 checks it against the DATA received
@@ -240,6 +285,9 @@ class H2Connection:
                 expect = value.lower() == b"100-continue"
             elif name in _FORWARDED:
                 forwarded = True
+        if cookies is not None:
+            # RFC 9113 8.2.3: split cookie fields are one field again for the app (last, as h2 put it)
+            headers.append((b"cookie", cookies[0] if len(cookies) == 1 else b"; ".join(cookies)))
         if authority and not has_host:
             headers.insert(0, (b"host", authority))  # what apps written for HTTP/1.1 look for
         stream = H2Stream(self, sid)
@@ -374,7 +422,7 @@ class H2Connection:
         conn = self.h2
         sid = stream.sid
         pending = stream.pending
-        sent = False
+        sent = unflushed = 0
         while pending:
             window = conn.local_flow_control_window(sid)
             if window <= 0:
@@ -384,14 +432,21 @@ class H2Connection:
             if size == len(chunk):
                 pending.popleft()
             else:
+                # A view: slicing the bytes copied the rest of the body once per frame (1 MiB: 32 MiB).
+                if type(chunk) is bytes:
+                    chunk = memoryview(chunk)
                 pending[0] = chunk[size:]
                 chunk = chunk[:size]
             stream.pending_size -= size
-            sent = True
+            sent += size
             end = stream.end_pending and not pending and stream.trailers is None
             conn.send_data(sid, chunk, end_stream=end)
             if end:
                 stream.ended = True
+            unflushed += size
+            if unflushed >= FLUSH_AT:
+                unflushed = 0
+                self.flush()
         if not pending and stream.end_pending and not stream.ended:
             if stream.trailers is not None:
                 conn.send_headers(sid, stream.trailers, end_stream=True)

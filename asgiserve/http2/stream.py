@@ -72,7 +72,7 @@ class H2Stream:
         self.buffered = 0
         self.idle_since = 0.0
         self.cycle: Optional["RequestCycle"] = None
-        self.pending: deque[bytes] = deque()
+        self.pending: deque[bytes | memoryview] = deque()  # views: the rest of a body cut into frames
         self.pending_size = 0
         self.end_pending = False  # END_STREAM goes out after `pending`
         self.ended = False  # END_STREAM sent

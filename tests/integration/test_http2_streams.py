@@ -353,3 +353,27 @@ def test_malformed_streams_log_once_and_count_toward_the_flood_limit(serve: Serv
     assert [r.levelname for r in malformed[:3]] == ["INFO", "DEBUG", "DEBUG"]
     assert sum(r.levelname == "INFO" for r in malformed) == 1 and 900 < len(malformed) <= 1000  # then the cut
     assert "HTTP/2 flood" in srv.logs.text() and "Traceback" not in srv.logs.text()
+
+
+# -- what an app sees of the request's fields ------------------------------------------------------
+def test_split_cookie_fields_reach_the_app_as_one(serve: Serve) -> None:
+    """RFC 9113 8.2.3: cookie fields are joined with "; ", last (as h2's normalisation did); asgiserve
+    joins them itself, in the loop that reads the fields."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(list(scope["headers"]))
+            await send({"type": "http.response.start", "status": 204})
+            await send({"type": "http.response.body"})
+
+    srv = serve(app, http2=True)
+    with H2Client(srv.host, srv.port) as client:
+        split = [(b"cookie", b"a=1"), (b"x-one", b"1"), (b"cookie", b"b=2"), (b"cookie", b"c=3")]
+        assert client.response(client.request("/split", headers=split))[0] == 204
+        assert client.response(client.request("/one", headers=[(b"cookie", b"a=1"), (b"x-one", b"1")]))[0] == 204
+        assert client.response(client.request("/none", headers=[(b"x-one", b"1")]))[0] == 204
+    host = (b"host", b"127.0.0.1:%d" % srv.port)
+    assert seen == [[host, (b"x-one", b"1"), (b"cookie", b"a=1; b=2; c=3")],
+                    [host, (b"x-one", b"1"), (b"cookie", b"a=1")],
+                    [host, (b"x-one", b"1")]]
