@@ -25,6 +25,7 @@ COMPILED = [
     "asgiserve/http/parse_h11.py",
     "asgiserve/http/protocol.py",
     "asgiserve/asgi/http.py",
+    "asgiserve/state.py",
     # The WSGI bridge: environ, the exchange between loop and thread (not pool.py: its pools are
     # weakly referenced, which native classes do not support).
     "asgiserve/wsgi/environ.py",

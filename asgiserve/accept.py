@@ -20,7 +20,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
-    from .server import ServerState
+    from .state import ServerState
 
 logger = logging.getLogger("asgiserve.error")
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from .wsgi import pool as wsgi_pool
 
 if TYPE_CHECKING:
-    from .server import ServerState
+    from .state import ServerState
 
 Snapshot = dict[str, Any]
 

@@ -32,7 +32,7 @@ from .events import BodyChunk, MessageEnd, ParseError, RequestHead, Upgrade
 from .response import CONTINUE_100, ResponseHead, error_response, status_line
 
 if TYPE_CHECKING:
-    from ..server import ServerState
+    from ..state import ServerState
     from ..http2.connection import H2Connection
     from ..ws.connection import WebSocket
 
